@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: neuralinternet.compute contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of neuralinternet.compute: not a public API.
+# Per-allocation RSA keys and the miner's encrypted credentials (RSA-OAEP, MGF1-SHA256,
+# SHA256, no label, standard base64), as SN27 miners produce them.
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import traceback
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
+    BadInput,
+    CryptoError,
+    MissingLibrary,
+)
+
+try:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+
+KEY_SIZES = (2048, 3072, 4096)
+CREDENTIAL_KEYS = ("username", "password", "port", "version")
+
+
+def _require():
+    if not HAS_CRYPTOGRAPHY:
+        raise MissingLibrary("cryptography", CRYPTOGRAPHY_IMPORT_ERROR)
+
+
+def _oaep():
+    return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def generate_key_pair(bits=2048):
+    """Return (private PKCS8 PEM, public SubjectPublicKeyInfo PEM) as text."""
+    _require()
+    if bits not in KEY_SIZES:
+        raise BadInput("key size must be one of %s, got %s" % (", ".join(map(str, KEY_SIZES)), bits))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private_pem = key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    ).decode("ascii")
+    public_pem = key.public_key().public_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+    ).decode("ascii")
+    return private_pem, public_pem
+
+
+def encrypt_credentials(public_pem, credentials):
+    """What a miner does: JSON-encode, encrypt for public_pem, base64. Used by localnet."""
+    _require()
+    public_key = serialization.load_pem_public_key(public_pem.encode("ascii"))
+    ciphertext = public_key.encrypt(json.dumps(credentials).encode("utf-8"), _oaep())
+    return base64.b64encode(ciphertext).decode("ascii")
+
+
+def decrypt_credentials(private_pem, info):
+    """Decrypt a miner's base64 `info` into the credentials dict; each fault has its own message."""
+    _require()
+    if not isinstance(info, str) or not info:
+        raise CryptoError("the miner returned no encrypted credentials")
+    try:
+        ciphertext = base64.b64decode(info.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise CryptoError("the miner's credentials are not valid base64")
+    private_key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+    try:
+        plaintext = private_key.decrypt(ciphertext, _oaep())
+    except ValueError:
+        raise CryptoError("the miner's credentials do not decrypt with this allocation's key "
+                          "(wrong key or not RSA-OAEP-SHA256)")
+    try:
+        credentials = json.loads(plaintext.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CryptoError("the miner's decrypted credentials are not JSON")
+    if not isinstance(credentials, dict):
+        raise CryptoError("the miner's decrypted credentials are not a JSON object")
+    missing = [key for key in CREDENTIAL_KEYS if key not in credentials]
+    if missing:
+        raise CryptoError("the miner's credentials lack: %s" % ", ".join(missing), missing=missing)
+    return credentials
