@@ -20,7 +20,7 @@ UPSTREAM_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS blacklist (id INTEGER PRIMARY KEY, hotkey TEXT UNIQUE, details TEXT)",
     "CREATE TABLE IF NOT EXISTS stats (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, gpu_specs TEXT, "
     "score REAL, allocated BOOLEAN, own_score BOOLEAN, reliability_score REAL, "
-    "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)",
+    "created_at TIMESTAMP)",
     "CREATE TABLE IF NOT EXISTS wandb_runs (hotkey TEXT PRIMARY KEY, run_id TEXT NOT NULL)",
 )
 
