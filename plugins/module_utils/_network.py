@@ -84,15 +84,6 @@ class Neuron:
         return bool(self.ip) and self.ip != "0.0.0.0" and self.port > 0
 
 
-def is_ss58(address):
-    """True when address is a valid ss58 (sr25519 public key) address."""
-    bt = bittensor()
-    try:
-        return bool(bt.utils.is_valid_ss58_address(address))
-    except Exception:
-        return False
-
-
 def _neuron_from_dict(item):
     axon = item.get("axon") or {}
     return Neuron(

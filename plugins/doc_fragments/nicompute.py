@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: neuralinternet.compute contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # The options every nicompute module and the inventory plugin share.
+    DOCUMENTATION = r"""
+options:
+  network:
+    description:
+      - Bittensor network to read the metagraph from (C(finney), C(test), C(local) or a
+        C(ws://) / C(wss://) endpoint).
+      - Ignored for the metagraph when O(metagraph_file) is set.
+      - Falls back to the environment variable E(NICOMPUTE_NETWORK).
+    type: str
+    default: finney
+  netuid:
+    description:
+      - The subnet's netuid. NI Compute is C(27).
+      - Falls back to E(NICOMPUTE_NETUID).
+    type: int
+    default: 27
+  wallet_name:
+    description:
+      - Name of the Bittensor wallet whose hotkey signs requests to miners.
+      - Falls back to E(NICOMPUTE_WALLET_NAME).
+    type: str
+    default: default
+  wallet_hotkey:
+    description:
+      - Hotkey of O(wallet_name) that signs requests. It must be registered on the subnet;
+        real miners only answer validators with enough stake.
+      - Falls back to E(NICOMPUTE_WALLET_HOTKEY).
+    type: str
+    default: default
+  wallet_path:
+    description:
+      - Directory that holds Bittensor wallets.
+      - Falls back to E(NICOMPUTE_WALLET_PATH).
+    type: path
+    default: ~/.bittensor/wallets
+  metagraph_file:
+    description:
+      - A metagraph snapshot (JSON) to read instead of syncing from the chain. localnet
+        writes one; see C(docs/metagraph-snapshot.md) for the format.
+      - Falls back to E(NICOMPUTE_METAGRAPH_FILE).
+    type: path
+  metagraph_cache_ttl:
+    description:
+      - Seconds a metagraph synced from the chain is reused from the on-disk cache
+        (C(~/.cache/nicompute)), so that consecutive tasks do not resync. C(0) disables the cache.
+      - Falls back to E(NICOMPUTE_METAGRAPH_CACHE_TTL).
+    type: int
+    default: 300
+  db_path:
+    description:
+      - Path of the validator's SQLite database (upstream C(database.db)). Created with
+        mode C(0600) when missing; tables the collection does not own are never changed.
+      - Falls back to E(NICOMPUTE_DB_PATH), then to upstream's E(SQLITE_DB_PATH).
+    type: path
+    required: true
+  wandb_mode:
+    description:
+      - How allocations and penalties are published to Weights & Biases.
+      - V(online) publishes to the W&B service (needs O(wandb_api_key)); real miners release
+        allocations that no validator publishes.
+      - V(offline) writes the run locally only; V(disabled) skips W&B.
+      - V(auto) is V(online) when an API key is set, V(disabled) otherwise.
+      - Falls back to E(NICOMPUTE_WANDB_MODE).
+    type: str
+    choices: [auto, online, offline, disabled]
+    default: auto
+  wandb_api_key:
+    description:
+      - W&B API key. Falls back to E(NICOMPUTE_WANDB_API_KEY), then E(WANDB_API_KEY).
+    type: str
+  wandb_entity:
+    description:
+      - W&B entity that holds the subnet's runs. Falls back to E(NICOMPUTE_WANDB_ENTITY).
+    type: str
+    default: neuralinternet
+  wandb_project:
+    description:
+      - W&B project that holds the subnet's runs. Falls back to E(NICOMPUTE_WANDB_PROJECT).
+    type: str
+    default: opencompute
+  wandb_timeout:
+    description:
+      - Seconds a W&B publication may take before it is abandoned (the allocation itself
+        stays recorded, and the next run publishes again).
+      - Falls back to E(NICOMPUTE_WANDB_TIMEOUT).
+    type: int
+    default: 30
+requirements:
+  - bittensor >= 10.5, < 11 (for tasks that contact miners)
+  - cryptography
+  - wandb (when O(wandb_mode) is not V(disabled))
+"""
+
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  action_group:
+    description: Use C(group/neuralinternet.compute.nicompute) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - neuralinternet.compute.nicompute
+"""

@@ -1,0 +1,329 @@
+# -*- coding: utf-8 -*-
+# Copyright: neuralinternet.compute contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Private module_utils of neuralinternet.compute: not a public API.
+# The use cases (rank, allocate with failover, reconcile, deallocate) composed from the
+# store, the network and the W&B sync. Never prints; raises _errors types.
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _protocol
+from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
+    BadInput,
+    CryptoError,
+    NotFound,
+)
+from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
+    gpu_summary,
+    parse_specs,
+)
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
+
+DAY_SECONDS = 86400
+
+
+@dataclass
+class Candidate:
+    neuron: object
+    resource: str
+    score: float = None
+    reason: str = None
+
+    def describe(self):
+        item = {"hotkey": self.neuron.hotkey, "uid": self.neuron.uid, "ip": self.neuron.ip,
+                "resource": self.resource, "score": self.score,
+                "incentive": self.neuron.incentive}
+        if self.reason:
+            item["reason"] = self.reason
+        return item
+
+
+@dataclass
+class Ranking:
+    candidates: list = field(default_factory=list)
+    rejected: list = field(default_factory=list)
+
+    def reject(self, candidate, reason):
+        candidate.reason = reason
+        self.rejected.append(candidate)
+
+    def report(self):
+        return {"candidates": [c.describe() for c in self.candidates],
+                "rejected": [c.describe() for c in self.rejected]}
+
+
+def _rank_key(candidate):
+    # Proof-of-GPU score first (miners without one after those with), then incentive, then uid.
+    scored = candidate.score is not None
+    return (not scored, -(candidate.score or 0.0), -candidate.neuron.incentive, candidate.neuron.uid)
+
+
+class ComputeClient:
+    """One operator's view of the subnet: their database, the metagraph and their hotkey."""
+
+    def __init__(self, settings, store=None, metagraph=None, network=None):
+        self.settings = settings
+        self.store = store or AllocationStore(settings.db_path)
+        self._metagraph = metagraph
+        self._network = network
+        self._neurons = None
+        self._keypair = None
+        self._query = None
+
+    # -- lazily loaded parts: bittensor is imported only when a miner must be contacted
+    @property
+    def network(self):
+        if self._network is None:
+            from ansible_collections.neuralinternet.compute.plugins.module_utils import _network
+            self._network = _network
+        return self._network
+
+    def neurons(self):
+        if self._neurons is None:
+            source = self._metagraph or self.network.metagraph_source(
+                self.settings.network, self.settings.netuid, self.settings.metagraph_file,
+                self.settings.metagraph_cache_ttl)
+            self._neurons = dict((n.hotkey, n) for n in source.neurons())
+        return self._neurons
+
+    @property
+    def keypair(self):
+        if self._keypair is None:
+            self._keypair = self.network.load_hotkey(self.settings.wallet_name, self.settings.wallet_hotkey,
+                                                     self.settings.wallet_path)
+        return self._keypair
+
+    @property
+    def query(self):
+        if self._query is None:
+            self._query = self.network.MinerQuery(self.keypair)
+        return self._query
+
+    def check_caller(self):
+        """Load the wallet and refuse early when its hotkey is not registered on the subnet."""
+        hotkey = self.keypair.ss58_address
+        if hotkey not in self.neurons():
+            raise NotFound("hotkey %s of wallet %s is not registered on netuid %s; miners refuse "
+                           "unregistered callers" % (hotkey, self.settings.wallet_name, self.settings.netuid))
+        return hotkey
+
+    def neuron(self, hotkey):
+        neuron = self.neurons().get(hotkey)
+        if neuron is None:
+            raise NotFound("hotkey %s is not in the metagraph of netuid %s" % (hotkey, self.settings.netuid))
+        return neuron
+
+    # -- W&B
+    def publish(self):
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
+        if self.settings.effective_wandb_mode == "disabled":
+            return {"mode": "disabled", "published": False, "error": None}
+        return WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store).publish()
+
+    # -- ranking
+    def rank(self, requirement=None, hotkey=None):
+        """Every miner as a candidate or a rejection with its reason, best candidate first."""
+        ranking = Ranking()
+        specs_by_hotkey = self.store.miner_specs()
+        scores = self.store.scores()
+        penalized = self.store.penalized()
+        taken = set(a.hotkey for a in self.store.allocations())
+        neurons = self.neurons()
+        targets = [self.neuron(hotkey)] if hotkey else sorted(neurons.values(), key=lambda n: n.uid)
+        own = self.keypair.ss58_address if self._keypair is not None else None
+        for neuron in targets:
+            raw = specs_by_hotkey.get(neuron.hotkey)
+            specs, specs_error = parse_specs(raw) if raw is not None else (None, "no specs reported")
+            candidate = Candidate(neuron, gpu_summary(specs)["resource"] if specs else
+                                  ("Invalid details" if raw is not None else "No details available"),
+                                  scores.get(neuron.hotkey))
+            if neuron.hotkey == own:
+                ranking.reject(candidate, "this is the caller's own hotkey")
+            elif neuron.hotkey in penalized:
+                ranking.reject(candidate, "penalized")
+            elif neuron.hotkey in taken:
+                ranking.reject(candidate, "already allocated in the database")
+            elif not neuron.serving:
+                ranking.reject(candidate, "axon not serving")
+            elif hotkey:
+                ranking.candidates.append(candidate)  # a_hotkey: the operator chose this miner
+            elif specs is None:
+                ranking.reject(candidate, specs_error if raw is None else "invalid specs: %s" % specs_error)
+            else:
+                match = requirement.match(specs)
+                if match.ok:
+                    ranking.candidates.append(candidate)
+                else:
+                    ranking.reject(candidate, match.reason)
+        ranking.candidates.sort(key=_rank_key)
+        return ranking
+
+    def check_availability(self, ranking, timeout):
+        """Ask every candidate concurrently whether it is free; busy or silent ones are rejected."""
+        replies = self.query.check_available([c.neuron for c in ranking.candidates], timeout)
+        available = []
+        for candidate, reply in zip(ranking.candidates, replies):
+            if reply.status is True:
+                available.append(candidate)
+            elif reply.status is False:
+                ranking.reject(candidate, "busy (the miner reports an allocation)")
+            else:
+                ranking.reject(candidate, "availability check: %s" % reply.describe())
+        ranking.candidates = available
+        return ranking
+
+    # -- allocation
+    def live_allocation(self, name, timeout):
+        """The active allocation called name, or None once its miner no longer holds it.
+
+        Returns (record, warning): a miner that does not answer keeps the record.
+        """
+        record = self.store.get(name=name)
+        if record is None or record.state != "active":
+            return None, None
+        neuron = self.neurons().get(record.hotkey)
+        if neuron is None:
+            return record, "miner %s is no longer in the metagraph" % record.hotkey
+        reply = self.query.still_allocated(neuron, record.regkey, timeout)
+        if reply.status is False:
+            # Expired or released miner-side: the record is stale.
+            self.store.remove(record.hotkey)
+            return None, None
+        if reply.status is None:
+            return record, "miner %s did not confirm the allocation: %s" % (record.hotkey, reply.describe())
+        return record, None
+
+    def allocate(self, name, requirement, hotkey, timeline, docker_req, check_timeout,
+                 allocate_timeout, max_attempts, key_bits=2048):
+        """Allocate on the best available miner; returns (allocation, report)."""
+        ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
+        report = {"attempts": []}
+        device_requirement = requirement.to_wire() if requirement else _default_wire_requirement()
+        for candidate in ranking.candidates[:max_attempts]:
+            outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
+                                        allocate_timeout, key_bits)
+            report["attempts"].append(outcome)
+            if outcome["result"] == "allocated":
+                report.update(ranking.report())
+                return self.store.get(hotkey=candidate.neuron.hotkey), report
+        report.update(ranking.report())
+        return None, report
+
+    def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, timeout, key_bits):
+        neuron = candidate.neuron
+        private_pem, public_pem = _crypto.generate_key_pair(key_bits)
+        # Written before the request: a process killed from here on leaves evidence to reconcile.
+        self.store.add_pending(name=name, hotkey=neuron.hotkey, uid=neuron.uid, ip=neuron.ip,
+                               regkey=public_pem, ssh_key=docker_req["ssh_key"],
+                               resource=candidate.resource, timeline=timeline)
+        attempt = {"hotkey": neuron.hotkey, "uid": neuron.uid}
+        reply = self.query.allocate(neuron, device_requirement, timeline, public_pem, docker_req, timeout)
+        attempt["elapsed"] = round(reply.elapsed, 3)
+        if reply.status is True:
+            try:
+                credentials = _crypto.decrypt_credentials(private_pem, reply.output.get("info"))
+            except CryptoError as error:
+                attempt.update(result="released", reason=error.message)
+                self._release_after_failure(neuron, public_pem, error.message, attempt, timeout)
+                return attempt
+            credentials["port"] = _protocol.reply_port(reply.output, credentials.get("port"))
+            self.store.activate(neuron.hotkey, credentials)
+            attempt["result"] = "allocated"
+            return attempt
+        if reply.status is False:
+            self.store.remove(neuron.hotkey)
+            attempt.update(result="refused", reason="the miner refused the allocation")
+            return attempt
+        # No answer: the miner may still have granted it, so release with our key to be sure.
+        attempt.update(result="no answer", reason=reply.describe())
+        self._release_after_failure(neuron, public_pem, reply.describe(), attempt, timeout)
+        return attempt
+
+    def _release_after_failure(self, neuron, public_pem, why, attempt, timeout):
+        reply = self.query.deallocate(neuron, public_pem, timeout)
+        if reply.answered:
+            self.store.remove(neuron.hotkey)
+        else:
+            self.store.mark_releasing(neuron.hotkey, "%s; release unanswered: %s" % (why, reply.describe()))
+            attempt["kept_for_retry"] = True
+
+    def reconcile(self, timeout):
+        """Settle records a crashed or interrupted run left behind; returns what was done."""
+        outcomes = []
+        for record in self.store.allocations(state="pending") + self.store.allocations(state="releasing"):
+            neuron = self.neurons().get(record.hotkey)
+            item = {"hotkey": record.hotkey, "name": record.name, "state": record.state}
+            if neuron is None:
+                item["result"] = "kept: the miner left the metagraph"
+                outcomes.append(item)
+                continue
+            reply = self.query.deallocate(neuron, record.regkey, timeout)
+            if reply.answered:
+                # True: released now; False: the miner no longer holds this key (never granted or expired).
+                self.store.remove(record.hotkey)
+                item["result"] = "released" if reply.status else "not held by the miner; record dropped"
+            else:
+                self.store.mark_releasing(record.hotkey, "reconcile: %s" % reply.describe())
+                item["result"] = "kept for retry: %s" % reply.describe()
+            outcomes.append(item)
+        return outcomes
+
+    # -- deallocation
+    def resolve_targets(self, hotkeys, names):
+        """Records for the requested hotkeys and names, plus what was not found."""
+        found, unknown, absent = {}, [], []
+        for hotkey in hotkeys:
+            record = self.store.get(hotkey=hotkey)
+            if record is not None:
+                found[record.hotkey] = record
+            elif self._known_on_network(hotkey):
+                absent.append(hotkey)
+            else:
+                unknown.append(hotkey)
+        for name in names:
+            record = self.store.get(name=name)
+            if record is not None:
+                found[record.hotkey] = record
+            else:
+                absent.append(name)
+        return list(found.values()), unknown, absent
+
+    def _known_on_network(self, hotkey):
+        try:
+            return hotkey in self.neurons()
+        except NotFound:
+            return False
+
+    def deallocate(self, record, timeout, force=False):
+        """Release one allocation; the record is kept (releasing) when the miner does not answer."""
+        item = {"hotkey": record.hotkey, "name": record.name}
+        neuron = self.neurons().get(record.hotkey)
+        reply = self.query.deallocate(neuron, record.regkey, timeout) if neuron and record.regkey else None
+        if reply is not None and reply.answered:
+            self.store.remove(record.hotkey)
+            item["result"] = "released" if reply.status else "not held by the miner any more; record removed"
+            return item
+        why = reply.describe() if reply is not None else (
+            "the miner is not in the metagraph" if neuron is None else "the record has no public key")
+        if force:
+            self.store.remove(record.hotkey)
+            item.update(result="forgotten", warning="the miner did not confirm the release (%s); it keeps "
+                        "the box until its timeline ends" % why)
+            return item
+        self.store.mark_releasing(record.hotkey, why)
+        item.update(result="failed", error=why)
+        return item
+
+
+def _default_wire_requirement():
+    # a_hotkey: upstream sends a fixed minimal requirement; the miner gives what it has.
+    return {"cpu": {"count": 1}, "gpu": {}, "hard_disk": {"capacity": 0}, "ram": {"capacity": 0}}
+
+
+def validate_timeline(timeline):
+    if not isinstance(timeline, int) or isinstance(timeline, bool) or timeline <= 0:
+        raise BadInput("timeline must be a positive whole number of days, got %r" % (timeline,))
+    return timeline
