@@ -193,10 +193,9 @@ class DeviceRequirement:
         memory falls back to gpu.capacity / gpu.count and a required type cannot match.
         A malformed specs row gives ok=False with an "invalid specs: ..." reason.
         """
-        try:
-            specs = parse_specs(specs) if not isinstance(specs, dict) else _validate_specs(specs)
-        except BadInput as exc:
-            return MatchResult(False, exc.message)
+        specs, invalid = parse_specs(specs)
+        if invalid is not None:
+            return MatchResult(False, "invalid specs: %s" % invalid)
         reasons = []
         cpus = specs["cpu"]["count"]
         if cpus < self.cpu_count:
@@ -250,8 +249,16 @@ class DeviceRequirement:
         return []
 
 
+class InvalidSpecs(ValueError):
+    """A malformed miner_details row; reason is short text without the "invalid specs" prefix."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _invalid(reason):
-    return BadInput("invalid specs: %s" % reason)
+    return InvalidSpecs(reason)
 
 
 def _section(specs, key, required):
@@ -308,8 +315,7 @@ def _validate_specs(specs):
     return result
 
 
-def parse_specs(details_text):
-    """Parse and check a miner_details.details text; raises BadInput('invalid specs: ...')."""
+def _load_specs(details_text):
     if isinstance(details_text, (bytes, bytearray)):
         try:
             details_text = details_text.decode("utf-8")
@@ -324,21 +330,37 @@ def parse_specs(details_text):
     return _validate_specs(specs)
 
 
-def gpu_summary(specs):
-    """{'name', 'count', 'memory_mib'} of a miner's GPUs, name as upstream's `resource`.
+def parse_specs(details_text):
+    """Parse and check a miner_details.details text (or an already parsed dict).
 
-    name is the lower-cased first GPU name, "No details available" when there are no
-    specs or no GPU listed, "Invalid details" when the specs are malformed; count and
-    memory_mib (of the first GPU) are 0 then.
+    Returns (specs, None) with a normalized specs dict, or (None, reason) for a
+    malformed row, e.g. (None, "not JSON"); never raises for bad data.
+    """
+    try:
+        if isinstance(details_text, dict):
+            return _validate_specs(details_text), None
+        return _load_specs(details_text), None
+    except InvalidSpecs as exc:
+        return None, exc.reason
+
+
+def gpu_summary(specs):
+    """{'name', 'resource', 'count', 'memory_mib'} of a miner's GPUs (specs: dict or raw text).
+
+    name (and its alias resource, upstream's allocation `resource`) is the lower-cased
+    first GPU name, "No details available" when there are no specs or no GPU listed,
+    "Invalid details" when the specs are malformed; memory_mib (of the first GPU) is 0 then.
     """
     if specs is None or specs == "":
-        return {"name": NO_DETAILS, "count": 0, "memory_mib": 0}
-    try:
-        specs = parse_specs(specs) if not isinstance(specs, dict) else _validate_specs(specs)
-    except BadInput:
-        return {"name": INVALID_DETAILS, "count": 0, "memory_mib": 0}
+        return _summary(NO_DETAILS, 0, 0)
+    specs, invalid = parse_specs(specs)
+    if invalid is not None:
+        return _summary(INVALID_DETAILS, 0, 0)
     gpus = specs["gpu"]["details"]
     if not gpus:
-        return {"name": NO_DETAILS, "count": int(specs["gpu"]["count"]), "memory_mib": 0}
-    return {"name": gpus[0]["name"].lower(), "count": int(specs["gpu"]["count"]),
-            "memory_mib": int(gpus[0]["capacity"])}
+        return _summary(NO_DETAILS, int(specs["gpu"]["count"]), 0)
+    return _summary(gpus[0]["name"].lower(), int(specs["gpu"]["count"]), int(gpus[0]["capacity"]))
+
+
+def _summary(name, count, memory_mib):
+    return {"name": name, "resource": name, "count": count, "memory_mib": memory_mib}

@@ -323,19 +323,30 @@ MALFORMED = [
 
 @pytest.mark.parametrize("text, reason", MALFORMED)
 def test_malformed_rows_are_rejected_with_a_reason(text, reason):
-    with pytest.raises(BadInput) as caught:
-        parse_specs(text)
-    assert caught.value.message.startswith("invalid specs: ")
-    assert reason in caught.value.message
+    specs, invalid = parse_specs(text)
+    assert specs is None
+    assert reason in invalid
+    assert not invalid.startswith("invalid specs")
     result = DeviceRequirement.from_options().match(text)
     assert not result.ok
-    assert reason in result.reason
+    assert result.reason == "invalid specs: " + invalid
+    assert gpu_summary(text)["name"] == "Invalid details"
 
 
-@pytest.mark.parametrize("value", [None, 42, b"\xff"])
-def test_parse_specs_rejects_non_text(value):
-    with pytest.raises(BadInput, match="invalid specs"):
-        parse_specs(value)
+@pytest.mark.parametrize("value, reason", [(None, "not text"), (42, "not text"), (b"\xff", "not UTF-8")])
+def test_parse_specs_rejects_non_text(value, reason):
+    specs, invalid = parse_specs(value)
+    assert specs is None
+    assert reason in invalid
+
+
+def test_parse_specs_accepts_text_bytes_and_dicts():
+    box = specs()
+    for value in (json.dumps(box), json.dumps(box).encode("utf-8"), box):
+        parsed, invalid = parse_specs(value)
+        assert invalid is None
+        assert parsed["gpu"]["details"][0] == {"name": "NVIDIA H100 80GB HBM3", "capacity": 81559.0}
+        assert parsed["has_docker"] is True
 
 
 def test_one_malformed_row_does_not_empty_the_candidates():
@@ -348,7 +359,9 @@ def test_one_malformed_row_does_not_empty_the_candidates():
 
 
 def test_parse_specs_fills_gpu_defaults():
-    parsed = parse_specs(json.dumps({"cpu": {"count": 4}, "gpu": {"details": [{"name": "NVIDIA L4", "capacity": 23034}]}}))
+    parsed, invalid = parse_specs(json.dumps({"cpu": {"count": 4},
+                                              "gpu": {"details": [{"name": "NVIDIA L4", "capacity": 23034}]}}))
+    assert invalid is None
     assert parsed["gpu"]["count"] == 1
     assert parsed["gpu"]["capacity"] == 23034
 
@@ -356,7 +369,8 @@ def test_parse_specs_fills_gpu_defaults():
 # -- gpu_summary -----------------------------------------------------------------
 
 def test_gpu_summary_of_an_h100_box():
-    assert gpu_summary(json.dumps(specs())) == {"name": "nvidia h100 80gb hbm3", "count": 8, "memory_mib": 81559}
+    assert gpu_summary(json.dumps(specs())) == {"name": "nvidia h100 80gb hbm3", "resource": "nvidia h100 80gb hbm3",
+                                                "count": 8, "memory_mib": 81559}
     assert gpu_summary(specs(name="NVIDIA L40S", mib=46068, count=2))["name"] == "nvidia l40s"
 
 
@@ -370,4 +384,5 @@ def test_gpu_summary_of_an_h100_box():
 def test_gpu_summary_fallback_names(value, name):
     summary = gpu_summary(value)
     assert summary["name"] == name
+    assert summary["resource"] == name
     assert summary["memory_mib"] == 0
