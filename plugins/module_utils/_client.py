@@ -137,9 +137,7 @@ class ComputeClient:
         for neuron in targets:
             raw = specs_by_hotkey.get(neuron.hotkey)
             specs, specs_error = parse_specs(raw) if raw is not None else (None, "no specs reported")
-            candidate = Candidate(neuron, gpu_summary(specs)["resource"] if specs else
-                                  ("Invalid details" if raw is not None else "No details available"),
-                                  scores.get(neuron.hotkey))
+            candidate = Candidate(neuron, gpu_summary(raw)["resource"], scores.get(neuron.hotkey))
             if neuron.hotkey == own:
                 ranking.reject(candidate, "this is the caller's own hotkey")
             elif neuron.hotkey in penalized:
