@@ -2,13 +2,28 @@
 # Copyright: neuralinternet.compute contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# Private module_utils of neuralinternet.compute: not a public API.
-# SQLite store, schema-compatible with the SN27 validator's database.db.
+# Private module_utils of neuralinternet.compute: not a public API, may change
+# without notice. SQLite store, schema-compatible with the SN27 validator's database.db.
+#
+# Concurrency: the validator may write the same file. Every connection has a busy
+# timeout, runs in autocommit mode, and writes in short BEGIN IMMEDIATE transactions
+# that are retried on "database is locked". The journal mode is never touched, neither
+# for a file the validator made (it may be WAL) nor for one this store creates.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import time
+import uuid as uuid_module
+from dataclasses import dataclass, field
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
+    BadInput,
+    NotFound,
+    StoreError,
+)
 
 # The validator's own tables, exactly as upstream creates them. Created when missing,
 # never altered or dropped.
@@ -24,7 +39,24 @@ UPSTREAM_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS wandb_runs (hotkey TEXT PRIMARY KEY, run_id TEXT NOT NULL)",
 )
 
+# This collection's bookkeeping; upstream readers never look at it.
+OWN_TABLE = "nicompute_allocation"
+OWN_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS nicompute_allocation (hotkey TEXT PRIMARY KEY, name TEXT UNIQUE, "
+    "state TEXT NOT NULL CHECK(state IN ('pending','active','releasing')), uid INTEGER, ip TEXT, "
+    "regkey TEXT, ssh_key TEXT, resource TEXT, timeline INTEGER, created_at REAL, expires_at REAL, "
+    "error TEXT, uuid TEXT)",
+)
+STATES = ("pending", "active", "releasing")
+DETAILS_KEYS = ("username", "password", "port", "version", "ip", "resource", "regkey", "ssh_key", "uuid")
+CREDENTIAL_KEYS = ("username", "password", "port", "version")
+
 BUSY_TIMEOUT_S = 30.0
+LOCK_RETRIES = 3
+DAY_S = 86400.0
+
+_OWN_COLUMNS = ("hotkey", "name", "state", "uid", "ip", "regkey", "ssh_key", "resource", "timeline",
+                "created_at", "expires_at", "error", "uuid")
 
 
 def connect(path):
@@ -38,7 +70,359 @@ def connect(path):
     return connection
 
 
+def _table_names(connection):
+    return set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+
+
 def ensure_upstream_schema(connection):
     """Create the validator's tables that are missing; existing ones are left as they are."""
-    for statement in UPSTREAM_SCHEMA:
-        connection.execute(statement)
+    _ensure(connection, UPSTREAM_SCHEMA)
+
+
+def _ensure(connection, statements):
+    existing = _table_names(connection)
+    # Only write when something is missing: a complete, read-only file stays readable.
+    missing = [sql for sql in statements if sql.split()[5] not in existing]
+    if not missing:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in missing:
+            connection.execute(statement)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _is_locked(exc):
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _loads(text):
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class Allocation:
+    """One allocation, merged from upstream `allocation` and this collection's bookkeeping.
+
+    details is the parsed upstream details dict (None while pending, or when the row is
+    not valid JSON); name is None for an allocation made by the upstream CLI.
+    """
+
+    hotkey: str
+    state: str
+    name: str | None = None
+    uid: int | None = None
+    ip: str | None = None
+    regkey: str | None = None
+    ssh_key: str | None = None
+    resource: str | None = None
+    timeline: int | None = None
+    created_at: float | None = None
+    expires_at: float | None = None
+    error: str | None = None
+    uuid: str | None = None
+    details: dict | None = field(default=None, repr=False)
+    in_upstream: bool = False
+
+
+class AllocationStore:
+    """Allocations, specs, scores and the blacklist in a validator-compatible SQLite file."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise StoreError("database %s is a directory" % self.path, path=self.path)
+        try:
+            self._connection = connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError("cannot open database %s: %s" % (self.path, exc), path=self.path)
+        self.read_only = False
+        with self._guard():
+            try:
+                _ensure(self._connection, UPSTREAM_SCHEMA + OWN_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc).replace(" ", "").lower():
+                    raise
+                # A read-only validator database can still be listed.
+                self.read_only = True
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def close(self):
+        self._connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _guard(self):
+        return _Guard(self.path)
+
+    def _query(self, sql, parameters=()):
+        with self._guard():
+            return self._connection.execute(sql, parameters).fetchall()
+
+    def _has_own_table(self):
+        with self._guard():
+            return OWN_TABLE in _table_names(self._connection)
+
+    def _write(self, work):
+        """Run work(connection) in one short BEGIN IMMEDIATE transaction, retried when locked."""
+        if self.read_only:
+            raise StoreError("database %s is read-only" % self.path, path=self.path)
+        connection = self._connection
+        for attempt in range(LOCK_RETRIES):
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                result = work(connection)
+                connection.execute("COMMIT")
+                return result
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if _is_locked(exc) and attempt + 1 < LOCK_RETRIES:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise self._store_error(exc)
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise self._store_error(exc)
+            except BaseException:
+                self._rollback()
+                raise
+        raise StoreError("database %s stayed locked" % self.path, path=self.path)  # pragma: no cover
+
+    def _rollback(self):
+        try:
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _store_error(self, exc):
+        return _Guard(self.path).error(exc)
+
+    # -- allocations ------------------------------------------------------------
+
+    def _own_row(self, connection, hotkey=None, name=None):
+        column, value = ("hotkey", hotkey) if hotkey is not None else ("name", name)
+        return connection.execute(
+            "SELECT %s FROM nicompute_allocation WHERE %s = ?" % (", ".join(_OWN_COLUMNS), column), (value,)
+        ).fetchone()
+
+    @staticmethod
+    def _upstream_row(connection, hotkey):
+        return connection.execute("SELECT hotkey, details FROM allocation WHERE hotkey = ?", (hotkey,)).fetchone()
+
+    def add_pending(self, name, hotkey, uid, ip, regkey, ssh_key, resource, timeline, uuid=None):
+        """Record an allocation about to be requested; BadInput when hotkey or name is taken."""
+        if not isinstance(hotkey, str) or not hotkey:
+            raise BadInput("hotkey must be a non-empty string")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise BadInput("allocation name must be a non-empty string")
+        if isinstance(timeline, bool) or not isinstance(timeline, int) or timeline <= 0:
+            raise BadInput("timeline must be a positive number of days, got %r" % (timeline,))
+        now = time.time()
+        uuid = uuid or str(uuid_module.uuid4())
+
+        def work(connection):
+            if self._own_row(connection, hotkey=hotkey) or self._upstream_row(connection, hotkey):
+                raise BadInput("miner %s already has an allocation" % hotkey, hotkey=hotkey)
+            if name is not None and self._own_row(connection, name=name):
+                raise BadInput("an allocation named %s already exists" % name, name=name)
+            connection.execute(
+                "INSERT INTO nicompute_allocation (hotkey, name, state, uid, ip, regkey, ssh_key, resource, "
+                "timeline, created_at, expires_at, error, uuid) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, "
+                "NULL, ?)",
+                (hotkey, name, uid, ip, regkey, ssh_key, resource, timeline, now, now + timeline * DAY_S, uuid),
+            )
+
+        self._write(work)
+        return self.get(hotkey=hotkey)
+
+    def activate(self, hotkey, credentials):
+        """Write upstream allocation(hotkey, details) with the nine keys and mark active, atomically."""
+        if not isinstance(credentials, dict):
+            raise BadInput("credentials must be a dict")
+        missing = [key for key in CREDENTIAL_KEYS if key not in credentials]
+        if missing:
+            raise BadInput("credentials lack: %s" % ", ".join(missing), missing=missing)
+
+        def work(connection):
+            row = self._own_row(connection, hotkey=hotkey)
+            if row is None:
+                raise NotFound("no pending allocation for miner %s" % hotkey, hotkey=hotkey)
+            details = dict((key, credentials[key]) for key in CREDENTIAL_KEYS)
+            details.update(ip=row["ip"], resource=row["resource"], regkey=row["regkey"],
+                           ssh_key=row["ssh_key"], uuid=row["uuid"])
+            details = dict((key, details[key]) for key in DETAILS_KEYS)
+            connection.execute(
+                "INSERT INTO allocation (hotkey, details) VALUES (?, ?) "
+                "ON CONFLICT(hotkey) DO UPDATE SET details = excluded.details",
+                (hotkey, json.dumps(details)),
+            )
+            now = time.time()
+            connection.execute(
+                "UPDATE nicompute_allocation SET state = 'active', error = NULL, expires_at = ? WHERE hotkey = ?",
+                (now + (row["timeline"] or 0) * DAY_S, hotkey),
+            )
+
+        self._write(work)
+        return self.get(hotkey=hotkey)
+
+    def mark_releasing(self, hotkey, error=None):
+        """Mark an allocation as being released (kept with its key for a retry)."""
+
+        def work(connection):
+            if self._own_row(connection, hotkey=hotkey) is not None:
+                connection.execute("UPDATE nicompute_allocation SET state = 'releasing', error = ? WHERE hotkey = ?",
+                                   (error, hotkey))
+                return
+            upstream = self._upstream_row(connection, hotkey)
+            if upstream is None:
+                raise NotFound("no allocation for miner %s" % hotkey, hotkey=hotkey)
+            # Made by the upstream CLI: take over its details so the regkey survives.
+            details = _loads(upstream["details"]) or {}
+            connection.execute(
+                "INSERT INTO nicompute_allocation (hotkey, name, state, ip, regkey, ssh_key, resource, "
+                "created_at, error, uuid) VALUES (?, NULL, 'releasing', ?, ?, ?, ?, ?, ?, ?)",
+                (hotkey, details.get("ip"), details.get("regkey"), details.get("ssh_key"),
+                 details.get("resource"), time.time(), error, details.get("uuid")),
+            )
+
+        self._write(work)
+        return self.get(hotkey=hotkey)
+
+    def remove(self, hotkey):
+        """Delete the allocation from both tables in one transaction; False when there was none."""
+
+        def work(connection):
+            own = connection.execute("DELETE FROM nicompute_allocation WHERE hotkey = ?", (hotkey,)).rowcount
+            upstream = connection.execute("DELETE FROM allocation WHERE hotkey = ?", (hotkey,)).rowcount
+            return bool(own or upstream)
+
+        return self._write(work)
+
+    def get(self, hotkey=None, name=None):
+        """The allocation by hotkey or by name, or None."""
+        if (hotkey is None) == (name is None):
+            raise BadInput("give exactly one of hotkey or name")
+        own = None
+        if self._has_own_table():
+            with self._guard():
+                own = self._own_row(self._connection, hotkey=hotkey, name=name)
+        if own is not None:
+            hotkey = own["hotkey"]
+        elif name is not None:
+            return None
+        with self._guard():
+            upstream = self._upstream_row(self._connection, hotkey)
+        if own is None and upstream is None:
+            return None
+        return _merge(own, upstream)
+
+    def allocations(self, state=None):
+        """Every allocation sorted by hotkey, including those made by the upstream CLI (active)."""
+        if state is not None and state not in STATES:
+            raise BadInput("state must be one of %s, got %r" % (", ".join(STATES), state))
+        own = {}
+        if self._has_own_table():
+            for row in self._query("SELECT %s FROM nicompute_allocation" % ", ".join(_OWN_COLUMNS)):
+                own[row["hotkey"]] = row
+        upstream = dict((row["hotkey"], row) for row in self._query("SELECT hotkey, details FROM allocation"))
+        result = [_merge(own.get(hotkey), upstream.get(hotkey)) for hotkey in sorted(set(own) | set(upstream))]
+        return [item for item in result if state is None or item.state == state]
+
+    def pending(self):
+        return self.allocations(state="pending")
+
+    def allocated_hotkeys(self):
+        """Sorted hotkeys in upstream `allocation` (what the validator publishes to W&B)."""
+        return sorted(row[0] for row in self._query("SELECT hotkey FROM allocation"))
+
+    # -- validator data ---------------------------------------------------------
+
+    def wandb_run_id(self, hotkey):
+        """The W&B run id recorded for hotkey in upstream `wandb_runs`, or None."""
+        rows = self._query("SELECT run_id FROM wandb_runs WHERE hotkey = ?", (hotkey,))
+        return rows[0][0] if rows else None
+
+    def set_wandb_run_id(self, hotkey, run_id):
+        self._write(lambda connection: connection.execute(
+            "INSERT INTO wandb_runs (hotkey, run_id) VALUES (?, ?) "
+            "ON CONFLICT(hotkey) DO UPDATE SET run_id = excluded.run_id", (hotkey, run_id)))
+
+    def miner_specs(self):
+        """{hotkey: raw miner_details.details text} (parse with _requirements.parse_specs)."""
+        return dict((row["hotkey"], row["details"]) for row in self._query("SELECT hotkey, details FROM miner_details"))
+
+    def scores(self):
+        """{hotkey: proof-of-GPU score} from stats; NULL scores are skipped."""
+        rows = self._query("SELECT hotkey, score FROM stats WHERE score IS NOT NULL ORDER BY uid")
+        return dict((row["hotkey"], float(row["score"])) for row in rows)
+
+    def penalized(self):
+        return set(row[0] for row in self._query("SELECT hotkey FROM blacklist"))
+
+    def penalize(self, hotkey, details=None):
+        """Add hotkey to the blacklist; False when it was already there."""
+        if details is not None and not isinstance(details, str):
+            details = json.dumps(details)
+
+        def work(connection):
+            return connection.execute("INSERT OR IGNORE INTO blacklist (hotkey, details) VALUES (?, ?)",
+                                      (hotkey, details)).rowcount > 0
+
+        return self._write(work)
+
+    def unpenalize(self, hotkey):
+        """Remove hotkey from the blacklist; False when it was not there."""
+        return self._write(lambda connection: connection.execute(
+            "DELETE FROM blacklist WHERE hotkey = ?", (hotkey,)).rowcount > 0)
+
+
+def _merge(own, upstream):
+    details = _loads(upstream["details"]) if upstream is not None else None
+    if own is None:
+        details_or_empty = details or {}
+        return Allocation(hotkey=upstream["hotkey"], state="active", ip=details_or_empty.get("ip"),
+                          regkey=details_or_empty.get("regkey"), ssh_key=details_or_empty.get("ssh_key"),
+                          resource=details_or_empty.get("resource"), uuid=details_or_empty.get("uuid"),
+                          details=details, in_upstream=True)
+    values = dict((column, own[column]) for column in _OWN_COLUMNS)
+    return Allocation(details=details, in_upstream=upstream is not None, **values)
+
+
+class _Guard:
+    """Turns sqlite3 errors into StoreError naming the file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc is not None and isinstance(exc, sqlite3.Error):
+            raise self.error(exc) from exc
+        return False
+
+    def error(self, exc):
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+            return StoreError("%s is not an SQLite database" % self.path, path=self.path)
+        if "unable to open" in text:
+            return StoreError("cannot open database %s: %s" % (self.path, text), path=self.path)
+        return StoreError("database %s: %s" % (self.path, text), path=self.path)

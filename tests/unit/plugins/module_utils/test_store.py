@@ -1,0 +1,419 @@
+# -*- coding: utf-8 -*-
+# Copyright: neuralinternet.compute contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+
+import pytest
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _store
+from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
+    BadInput,
+    NotFound,
+    StoreError,
+)
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store import (
+    DETAILS_KEYS,
+    Allocation,
+    AllocationStore,
+)
+
+HOTKEY = "5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX"
+OTHER = "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy"
+REGKEY = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----\n"
+CREDENTIALS = {"username": "root", "password": "a1b2c3d4e5", "port": 4444, "version": 183}
+
+# What an upstream validator leaves in database.db besides the tables this store knows.
+FOREIGN = (
+    "CREATE TABLE challenge_details (uid INTEGER, success BOOLEAN, elapsed_time REAL, difficulty INTEGER, "
+    "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)",
+    "CREATE TABLE pog_stats (id INTEGER PRIMARY KEY AUTOINCREMENT, hotkey TEXT, gpu_name TEXT, num_gpus INTEGER)",
+    "CREATE TABLE tb (id INTEGER PRIMARY KEY, hotkey TEXT, details TEXT)",
+    "CREATE INDEX pog_stats_hotkey ON pog_stats (hotkey)",
+    "INSERT INTO challenge_details (uid, success, elapsed_time, difficulty) VALUES (1, 1, 2.5, 7), (2, 0, 9.0, 7)",
+    "INSERT INTO pog_stats (hotkey, gpu_name, num_gpus) VALUES ('hk1', 'NVIDIA H100 80GB HBM3', 8)",
+    "INSERT INTO tb (hotkey, details) VALUES ('hk1', '{}'), ('hk2', '{\"x\": 1}')",
+)
+
+
+def raw(path):
+    connection = sqlite3.connect(str(path), isolation_level=None)
+    return connection
+
+
+def upstream_db(path, journal_mode=None):
+    """A database as the validator creates it, with data in tables this store does not own."""
+    connection = raw(path)
+    if journal_mode:
+        assert connection.execute("PRAGMA journal_mode = %s" % journal_mode).fetchone()[0] == journal_mode
+    for statement in _store.UPSTREAM_SCHEMA + FOREIGN:
+        connection.execute(statement)
+    connection.execute("INSERT INTO miner (uid, ss58_address) VALUES (3, 'hk3')")
+    connection.execute("INSERT INTO miner_details (hotkey, details) VALUES ('hk3', '{\"cpu\": {\"count\": 4}}')")
+    connection.execute("INSERT INTO miner_details (hotkey, details) VALUES ('hk4', 'not json')")
+    connection.execute("INSERT INTO stats (uid, hotkey, score) VALUES (3, 'hk3', 12.5), (4, 'hk4', NULL)")
+    connection.execute("INSERT INTO blacklist (hotkey, details) VALUES ('hk9', NULL)")
+    connection.close()
+
+
+def snapshot(path, skip=("allocation", "blacklist", "nicompute_allocation")):
+    connection = raw(path)
+    schema = sorted(tuple(row) for row in connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+    rows = {}
+    for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        if name not in skip and not name.startswith("sqlite_"):
+            rows[name] = sorted(connection.execute("SELECT * FROM %s" % name).fetchall(), key=repr)
+    connection.close()
+    return schema, rows
+
+
+def pending(store, hotkey=HOTKEY, name="box1", timeline=2):
+    return store.add_pending(name=name, hotkey=hotkey, uid=7, ip="127.0.0.7", regkey=REGKEY,
+                             ssh_key="ssh-ed25519 AAAA user@host", resource="nvidia h100 80gb hbm3",
+                             timeline=timeline)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with AllocationStore(str(tmp_path / "database.db")) as opened:
+        yield opened
+
+
+# -- opening ----------------------------------------------------------------------
+
+def test_new_file_is_0600_and_has_every_table(tmp_path):
+    path = tmp_path / "sub" / "database.db"
+    AllocationStore(str(path)).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    connection = raw(path)
+    tables = set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    assert tables == {"miner", "miner_details", "allocation", "blacklist", "stats", "wandb_runs",
+                      "nicompute_allocation"}
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_upstream_database_is_left_untouched(tmp_path):
+    path = tmp_path / "database.db"
+    upstream_db(path)
+    schema_before, rows_before = snapshot(path)
+    with AllocationStore(str(path)) as store:
+        pending(store)
+        store.activate(HOTKEY, CREDENTIALS)
+        store.penalize(OTHER, {"reason": "test"})
+        store.unpenalize(OTHER)
+        store.set_wandb_run_id("hk3", "abc123")
+        store.remove(HOTKEY)
+        assert store.allocations() == []
+    schema_after, rows_after = snapshot(path)
+    own = [entry for entry in schema_after if entry[2] == "nicompute_allocation"]
+    assert own and all(entry not in schema_before for entry in own)
+    assert [entry for entry in schema_after if entry[2] != "nicompute_allocation"] == schema_before
+    rows_after["wandb_runs"] = [row for row in rows_after["wandb_runs"] if row != ("hk3", "abc123")]
+    assert rows_after == rows_before
+    assert rows_before["tb"] and rows_before["challenge_details"] and rows_before["pog_stats"]
+
+
+def test_missing_upstream_tables_are_created_and_odd_existing_ones_kept(tmp_path):
+    path = tmp_path / "database.db"
+    connection = raw(path)
+    # An older validator's allocation table, without the id column.
+    connection.execute("CREATE TABLE allocation (hotkey TEXT UNIQUE, details TEXT)")
+    connection.close()
+    AllocationStore(str(path)).close()
+    connection = raw(path)
+    sql = dict(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    assert sql["allocation"] == "CREATE TABLE allocation (hotkey TEXT UNIQUE, details TEXT)"
+    assert "blacklist" in sql and "stats" in sql and "miner_details" in sql
+
+
+@pytest.mark.parametrize("mode", ["wal", "delete"])
+def test_journal_mode_of_a_foreign_database_is_unchanged(tmp_path, mode):
+    path = tmp_path / "database.db"
+    upstream_db(path, journal_mode=mode)
+    with AllocationStore(str(path)) as store:
+        pending(store)
+        store.activate(HOTKEY, CREDENTIALS)
+    connection = raw(path)
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == mode
+    connection.close()
+
+
+def test_a_file_that_is_not_sqlite_gives_a_clear_error(tmp_path):
+    path = tmp_path / "database.db"
+    path.write_bytes(b"this is not a database, just some text" * 100)
+    with pytest.raises(StoreError) as caught:
+        AllocationStore(str(path))
+    assert "not an SQLite database" in caught.value.message
+    assert str(path) in caught.value.message
+    assert caught.value.details["path"] == str(path)
+
+
+def test_a_directory_gives_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        AllocationStore(str(tmp_path))
+
+
+def test_sqlite_errors_become_store_errors_with_the_path(store, tmp_path):
+    store._connection.execute("DROP TABLE nicompute_allocation")
+    with pytest.raises(StoreError) as caught:
+        pending(store)
+    assert str(tmp_path / "database.db") in caught.value.message
+    assert "nicompute_allocation" in caught.value.message
+
+
+def test_read_only_database_can_still_be_listed(tmp_path, monkeypatch):
+    path = tmp_path / "database.db"
+    upstream_db(path)
+    connection = raw(path)
+    connection.execute("INSERT INTO allocation (hotkey, details) VALUES (?, ?)", (OTHER, json.dumps({"ip": "1.2.3.4"})))
+    connection.close()
+    # root ignores file modes, so open read-only the way SQLite would for a 0400 file.
+    monkeypatch.setattr(_store, "connect", _read_only_connect)
+    with AllocationStore(str(path)) as store:
+        assert store.read_only
+        assert [item.hotkey for item in store.allocations()] == [OTHER]
+        assert store.get(name="anything") is None
+        with pytest.raises(StoreError, match="read-only"):
+            store.penalize(HOTKEY)
+
+
+def _read_only_connect(path):
+    connection = sqlite3.connect("file:%s?mode=ro" % path, uri=True, isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+# -- allocations ------------------------------------------------------------------
+
+def test_pending_active_releasing_removed(store):
+    record = pending(store)
+    assert isinstance(record, Allocation)
+    assert (record.state, record.name, record.uid, record.ip, record.regkey) == ("pending", "box1", 7, "127.0.0.7", REGKEY)
+    assert record.details is None and not record.in_upstream
+    assert record.expires_at == pytest.approx(record.created_at + 2 * 86400)
+    assert record.uuid
+    assert store.allocated_hotkeys() == []  # upstream readers see nothing while pending
+    assert [item.hotkey for item in store.pending()] == [HOTKEY]
+
+    active = store.activate(HOTKEY, CREDENTIALS)
+    assert active.state == "active" and active.in_upstream
+    assert active.details["password"] == "a1b2c3d4e5"
+    assert store.allocated_hotkeys() == [HOTKEY]
+    assert store.pending() == []
+
+    releasing = store.mark_releasing(HOTKEY, "miner did not answer")
+    assert (releasing.state, releasing.error) == ("releasing", "miner did not answer")
+    assert [item.hotkey for item in store.allocations(state="releasing")] == [HOTKEY]
+    assert store.allocated_hotkeys() == [HOTKEY]  # still held miner-side until released
+
+    assert store.remove(HOTKEY) is True
+    assert store.get(hotkey=HOTKEY) is None
+    assert store.allocations() == []
+    assert store.remove(HOTKEY) is False
+
+
+def test_activate_writes_exactly_the_nine_upstream_keys(store, tmp_path):
+    pending(store)
+    store.activate(HOTKEY, dict(CREDENTIALS, extra="not stored"))
+    connection = raw(tmp_path / "database.db")
+    (text,) = connection.execute("SELECT details FROM allocation WHERE hotkey = ?", (HOTKEY,)).fetchone()
+    details = json.loads(text)
+    assert sorted(details) == sorted(DETAILS_KEYS)
+    assert len(details) == 9
+    assert details["regkey"] == REGKEY  # byte for byte: the only proof of ownership
+    assert details["ip"] == "127.0.0.7"
+    assert details["resource"] == "nvidia h100 80gb hbm3"
+    assert details["ssh_key"] == "ssh-ed25519 AAAA user@host"
+    assert details["username"] == "root" and details["port"] == 4444 and details["version"] == 183
+    assert details["uuid"] == store.get(hotkey=HOTKEY).uuid
+
+
+def test_activate_is_one_transaction(store, tmp_path):
+    pending(store)
+    # A broken bookkeeping update must not leave the upstream row behind.
+    store._connection.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON nicompute_allocation BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(StoreError, match="refused"):
+        store.activate(HOTKEY, CREDENTIALS)
+    assert store.allocated_hotkeys() == []
+    assert store.get(hotkey=HOTKEY).state == "pending"
+
+
+def test_activate_needs_a_pending_record_and_full_credentials(store):
+    with pytest.raises(NotFound):
+        store.activate(HOTKEY, CREDENTIALS)
+    pending(store)
+    with pytest.raises(BadInput, match="password"):
+        store.activate(HOTKEY, {"username": "root", "port": 4444, "version": 183})
+    assert store.get(hotkey=HOTKEY).state == "pending"
+
+
+def test_duplicate_hotkey_or_name_is_refused(store):
+    pending(store)
+    with pytest.raises(BadInput, match="already has an allocation"):
+        pending(store, name="box2")
+    with pytest.raises(BadInput, match="named box1"):
+        pending(store, hotkey=OTHER)
+    assert len(store.allocations()) == 1
+
+
+def test_hotkey_allocated_by_the_upstream_cli_is_refused(store):
+    store._connection.execute("INSERT INTO allocation (hotkey, details) VALUES (?, '{}')", (HOTKEY,))
+    with pytest.raises(BadInput, match="already has an allocation"):
+        pending(store)
+
+
+@pytest.mark.parametrize("timeline", [0, -1, True, 1.5, "2"])
+def test_bad_timeline_is_refused(store, timeline):
+    with pytest.raises(BadInput, match="timeline"):
+        pending(store, timeline=timeline)
+    assert store.allocations() == []
+
+
+def test_get_by_name_and_argument_check(store):
+    pending(store)
+    assert store.get(name="box1").hotkey == HOTKEY
+    assert store.get(name="nope") is None
+    with pytest.raises(BadInput):
+        store.get()
+    with pytest.raises(BadInput):
+        store.get(hotkey=HOTKEY, name="box1")
+    with pytest.raises(BadInput):
+        store.allocations(state="gone")
+
+
+def test_upstream_cli_allocations_are_listed(store, tmp_path):
+    upstream_details = {"username": "root", "password": "p", "port": 4444, "version": 183, "ip": "10.0.0.9",
+                        "resource": "nvidia l40s", "regkey": REGKEY, "ssh_key": "", "uuid": "u-1"}
+    connection = raw(tmp_path / "database.db")
+    connection.execute("INSERT INTO allocation (hotkey, details) VALUES (?, ?)", (OTHER, json.dumps(upstream_details)))
+    connection.execute("INSERT INTO allocation (hotkey, details) VALUES ('5Broken', 'not json')")
+    connection.close()
+    pending(store)
+    listed = store.allocations()
+    assert [item.hotkey for item in listed] == sorted([HOTKEY, OTHER, "5Broken"])
+    cli = store.get(hotkey=OTHER)
+    assert (cli.state, cli.name, cli.ip, cli.regkey, cli.uuid) == ("active", None, "10.0.0.9", REGKEY, "u-1")
+    assert cli.details == upstream_details
+    assert store.get(hotkey="5Broken").details is None
+    assert [item.hotkey for item in store.allocations(state="active")] == sorted([OTHER, "5Broken"])
+    # Releasing one keeps its regkey in the bookkeeping for a retry.
+    releasing = store.mark_releasing(OTHER, "no answer")
+    assert (releasing.state, releasing.regkey, releasing.name) == ("releasing", REGKEY, None)
+    assert store.remove(OTHER)
+    assert store.allocated_hotkeys() == ["5Broken"]
+
+
+def test_mark_releasing_unknown_hotkey(store):
+    with pytest.raises(NotFound):
+        store.mark_releasing(HOTKEY, "x")
+
+
+# -- validator data -------------------------------------------------------------
+
+def test_specs_scores_and_blacklist(tmp_path):
+    path = tmp_path / "database.db"
+    upstream_db(path)
+    with AllocationStore(str(path)) as store:
+        assert store.miner_specs() == {"hk3": '{"cpu": {"count": 4}}', "hk4": "not json"}
+        assert store.scores() == {"hk3": 12.5}
+        assert store.penalized() == {"hk9"}
+        assert store.penalize(HOTKEY, {"reason": "bad"}) is True
+        assert store.penalize(HOTKEY) is False
+        assert store.penalized() == {"hk9", HOTKEY}
+        assert store.unpenalize(HOTKEY) is True
+        assert store.unpenalize(HOTKEY) is False
+        assert store.penalized() == {"hk9"}
+
+
+def test_penalize_details_are_json_text(store, tmp_path):
+    store.penalize(HOTKEY, {"reason": "bad"})
+    connection = raw(tmp_path / "database.db")
+    assert json.loads(connection.execute("SELECT details FROM blacklist").fetchone()[0]) == {"reason": "bad"}
+
+
+def test_wandb_run_id(store):
+    assert store.wandb_run_id(HOTKEY) is None
+    store.set_wandb_run_id(HOTKEY, "run1")
+    store.set_wandb_run_id(HOTKEY, "run2")
+    assert store.wandb_run_id(HOTKEY) == "run2"
+
+
+def test_allocated_hotkeys_are_sorted(store):
+    for hotkey in ("5C", "5A", "5B"):
+        store._connection.execute("INSERT INTO allocation (hotkey, details) VALUES (?, '{}')", (hotkey,))
+    assert store.allocated_hotkeys() == ["5A", "5B", "5C"]
+
+
+# -- concurrency ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_a_validator_holding_the_write_lock_delays_but_does_not_fail_writes(tmp_path, mode):
+    path = tmp_path / "database.db"
+    upstream_db(path, journal_mode=mode)
+    locked = threading.Event()
+    released = threading.Event()
+
+    def validator():
+        connection = raw(path)
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO miner_details (hotkey, details) VALUES ('hk5', '{}')")
+        locked.set()
+        threading.Event().wait(0.3)  # the validator's short transaction
+        released.set()
+        connection.execute("COMMIT")
+        connection.close()
+
+    with AllocationStore(str(path)) as store:
+        thread = threading.Thread(target=validator)
+        thread.start()
+        assert locked.wait(5)
+        pending(store)
+        store.activate(HOTKEY, CREDENTIALS)
+        assert released.is_set()  # the write waited for the lock instead of failing
+        thread.join(5)
+        assert store.allocated_hotkeys() == [HOTKEY]
+        assert "hk5" in store.miner_specs()
+
+
+def test_locked_errors_are_retried(store, monkeypatch):
+    monkeypatch.setattr(_store.time, "sleep", lambda _seconds: None)
+    calls = []
+
+    def flaky(connection):
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "done"
+
+    assert store._write(flaky) == "done"
+    assert len(calls) == 3
+    assert not store._connection.in_transaction
+
+
+def test_locked_for_good_becomes_a_store_error(store, monkeypatch):
+    monkeypatch.setattr(_store.time, "sleep", lambda _seconds: None)
+
+    def locked(connection):
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(StoreError, match="database is locked"):
+        store._write(locked)
+    assert not store._connection.in_transaction
+
+
+def test_connect_and_ensure_upstream_schema_for_localnet(tmp_path):
+    path = str(tmp_path / "validator.db")
+    connection = _store.connect(path)
+    _store.ensure_upstream_schema(connection)
+    tables = set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    connection.close()
+    assert "nicompute_allocation" not in tables
+    assert {"miner", "miner_details", "allocation", "blacklist", "stats", "wandb_runs"} <= tables
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
