@@ -66,14 +66,21 @@ class ComputeClient:
 
     def __init__(self, settings, store=None, metagraph=None, network=None):
         self.settings = settings
-        self.store = store or AllocationStore(settings.db_path)
+        self._store = store
         self._metagraph = metagraph
         self._network = network
         self._neurons = None
         self._keypair = None
         self._query = None
 
-    # -- lazily loaded parts: bittensor is imported only when a miner must be contacted
+    # -- lazily loaded parts: the database is opened only after the wallet and the metagraph
+    # loaded, and bittensor is imported only when a miner must be contacted
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = AllocationStore(self.settings.db_path)
+        return self._store
+
     @property
     def network(self):
         if self._network is None:
