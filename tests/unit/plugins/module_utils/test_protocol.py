@@ -29,7 +29,7 @@ DEVICE = {"cpu": {"count": 1}, "gpu": {}, "hard_disk": {"capacity": 1}, "ram": {
 
 
 def test_field_table_is_pinned():
-    assert [(name, kind, default) for name, kind, default in _protocol.ALLOCATE_FIELDS] == FIELD_TABLE
+    assert list(_protocol.ALLOCATE_FIELDS) == FIELD_TABLE
     assert _protocol.SYNAPSE_NAME == "Allocate"
     assert _protocol.DEFAULT_SSH_PORT == 4444
 
