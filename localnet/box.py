@@ -1,0 +1,150 @@
+"""A miner's box: a login user standing for the container's root, behind its own OpenSSH sshd."""
+
+import os
+import pwd
+import secrets
+import shutil
+import string
+import subprocess
+
+from localnet.layout import USER_COMMENT, write_file
+
+SSHD = "/usr/sbin/sshd"
+# Binaries a box needs; the harness installs openssh-server, openssh-client and sshpass.
+REQUIRED_BINARIES = (SSHD, "ssh-keygen", "useradd", "userdel", "usermod", "chpasswd", "pkill")
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+# sshd's privilege-separation directory; Debian creates it only when its service starts.
+PRIVSEP_DIR = "/run/sshd"
+
+
+class BoxError(Exception):
+    pass
+
+
+def missing_binaries():
+    return [name for name in REQUIRED_BINARIES if not (os.access(name, os.X_OK) if os.path.isabs(name)
+                                                     else shutil.which(name))]
+
+
+def new_password():
+    """A fresh 10-character alphanumeric password, as SN27 miners make them."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(10))
+
+
+def _run(argv, stdin=None, ok=(0,)):
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if result.returncode not in ok:
+        raise BoxError("%s failed (%s): %s" % (" ".join(argv[:2]), result.returncode, result.stderr.strip()))
+    return result
+
+
+def user_comment(name):
+    """The GECOS comment of user name, or None when there is no such user."""
+    try:
+        return pwd.getpwnam(name).pw_gecos
+    except KeyError:
+        return None
+
+
+def kill_user_processes(name):
+    # pkill exits 1 when nothing matched.
+    _run(["pkill", "-KILL", "-u", name], ok=(0, 1))
+
+
+def remove_user(name):
+    """Remove a user localnet created, with its home and processes; refuse anyone else's."""
+    comment = user_comment(name)
+    if comment is None:
+        return False
+    if comment != USER_COMMENT:
+        raise BoxError("user %s exists and was not created by localnet; remove it or choose "
+                       "another --user-prefix" % name)
+    kill_user_processes(name)
+    # userdel exits 12 when the home is already gone.
+    _run(["userdel", "-r", name], ok=(0, 12))
+    return True
+
+
+class Box:
+    """One miner's login user and sshd, all under the miner's state dir."""
+
+    def __init__(self, layout, uid):
+        self.uid = uid
+        self.user = layout.user(uid)
+        self.ip = layout.ip(uid)
+        self.port = layout.ssh_port
+        self.directory = layout.miner_dir(uid)
+        self.config = os.path.join(self.directory, "sshd_config")
+        self.host_key = os.path.join(self.directory, "ssh_host_ed25519_key")
+        self.authorized_keys = os.path.join(self.directory, "authorized_keys")
+        self.log = os.path.join(self.directory, "sshd.log")
+
+    # ---- lifecycle, driven by `up` and `down`
+
+    def create_user(self):
+        # Born locked: useradd leaves the password "!" until an allocation sets one.
+        _run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", USER_COMMENT, self.user])
+
+    def prepare_sshd(self):
+        os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(PRIVSEP_DIR, mode=0o755, exist_ok=True)
+        if not os.path.exists(self.host_key):
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "localnet-%s" % self.user,
+                  "-f", self.host_key])
+        self.set_keys([])
+        write_file(self.config, "\n".join([
+            'ListenAddress %s:%d' % (self.ip, self.port),
+            'HostKey "%s"' % self.host_key,
+            'PidFile none',
+            'UsePAM no',
+            'PasswordAuthentication yes',
+            'KbdInteractiveAuthentication no',
+            'PubkeyAuthentication yes',
+            # sshd reads key files as the user, who cannot enter the 0700 state dir: read it as root.
+            'AuthorizedKeysFile none',
+            'AuthorizedKeysCommand /bin/cat "%s"' % self.authorized_keys,
+            'AuthorizedKeysCommandUser root',
+            'PermitRootLogin no',
+            'AllowUsers %s' % self.user,
+            'PrintMotd no',
+            # Ansible transfers files over SFTP.
+            'Subsystem sftp internal-sftp',
+            '',
+        ]))
+
+    def start_sshd(self):
+        """Start sshd in the foreground of its own session, so its PID is known at once."""
+        process = subprocess.Popen([SSHD, "-D", "-f", self.config, "-E", self.log],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        return process.pid
+
+    # ---- allocation, driven by the miner
+
+    def set_keys(self, keys):
+        write_file(self.authorized_keys, "".join(key.strip() + "\n" for key in keys if key.strip()))
+
+    def grant(self, password, keys):
+        """Open the login with a fresh password and the client's keys."""
+        _run(["chpasswd"], stdin="%s:%s\n" % (self.user, password))
+        self.set_keys(keys)
+
+    def revoke(self):
+        """Close the login for good: no password, no keys, no processes."""
+        _run(["usermod", "--password", "!", self.user])
+        self.set_keys([])
+        kill_user_processes(self.user)
+
+    def pause(self):
+        """Lock the login, keeping the password for resume; OpenSSH without PAM then refuses keys too."""
+        _run(["usermod", "--lock", self.user])
+        self.set_keys([])
+        kill_user_processes(self.user)
+
+    def resume(self, keys):
+        _run(["usermod", "--unlock", self.user])
+        self.set_keys(keys)
+
+    def restart(self):
+        """What restarting the container means for a login: its processes end."""
+        kill_user_processes(self.user)

@@ -1,0 +1,296 @@
+"""python -m localnet {up,down,status,fault}: run a small SN27 subnet on this machine."""
+
+import argparse
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+
+from localnet import _collection
+
+_collection.ensure_importable()
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import NiComputeError  # noqa: E402
+from localnet import box, faults, layout as layout_mod, probe, procs, seed  # noqa: E402
+from localnet.layout import Layout  # noqa: E402
+
+READY_TIMEOUT_S = 30.0
+FAULT_TIMEOUT_S = 10.0
+MAX_MINERS = 240  # miner i sits on .(10+i) of a /24
+
+
+class LocalnetError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- up / down
+
+def _require_root():
+    if os.geteuid() != 0:
+        raise LocalnetError("localnet must run as root: it starts sshd servers and creates login users "
+                            "(run it with sudo, or as root in a container)")
+    missing = box.missing_binaries()
+    if missing:
+        raise LocalnetError("missing %s; install them with: apt-get install -y openssh-server openssh-client"
+                            % ", ".join(missing))
+
+
+def _validate(args):
+    if not 1 <= args.miners <= MAX_MINERS:
+        raise LocalnetError("--miners must be between 1 and %d" % MAX_MINERS)
+    try:
+        first = ipaddress.ip_address("%s.%d" % (args.ip_prefix, 11))
+    except ValueError:
+        raise LocalnetError("--ip-prefix must be three octets such as 127.0.0, got %r" % args.ip_prefix)
+    if not first.is_loopback:
+        raise LocalnetError("--ip-prefix must be a loopback prefix (127.x.y): localnet binds loopback only")
+    if args.day_seconds <= 0:
+        raise LocalnetError("--day-seconds must be positive")
+
+
+def _stop(layout, record):
+    """Stop the processes and remove the users a run recorded; return what could not be stopped."""
+    idents = [record["pids"]["supervisor"]] if record["pids"].get("supervisor") else []
+    idents += list(record["pids"].get("sshd", {}).values())
+    # End the users' sessions first, so sshd's per-connection processes go with them.
+    for user in record.get("users", []):
+        if box.user_comment(user) == layout_mod.USER_COMMENT:
+            box.kill_user_processes(user)
+    left = procs.stop(idents)
+    for user in record.get("users", []):
+        box.remove_user(user)
+    return left
+
+
+def _write_record(layout, pids, users):
+    layout_mod.write_json(layout.record_file, {"settings": layout.settings(), "pids": pids, "users": users,
+                                               "started_at": time.time()})
+
+
+def _spawn_supervisor(layout):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_collection.REPO_ROOT, _collection.BUILD_DIR]
+                                        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    with open(layout.supervisor_log, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "localnet.supervisor", layout.state_dir],
+                                   cwd=_collection.REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return process.pid
+
+
+def _wait_ready(layout, pids):
+    """Wait until every axon accepts and every sshd greets; LocalnetError when a process dies first."""
+    waiting = set(layout.miner_uids)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while waiting:
+        dead = [name for name, ident in [("supervisor", pids["supervisor"])] + list(pids["sshd"].items())
+                if not procs.alive(ident)]
+        if dead:
+            raise LocalnetError("%s exited during start-up; see %s and %s" % (
+                ", ".join("sshd of miner %s" % name if name != "supervisor" else name for name in dead),
+                layout.supervisor_log, layout.miner_file("N", "sshd.log")))
+        if time.monotonic() > deadline:
+            raise LocalnetError("miners %s not ready after %ds; see %s" % (
+                ", ".join(map(str, sorted(waiting))), READY_TIMEOUT_S, layout.supervisor_log))
+        for uid in sorted(waiting):
+            if probe.tcp_open(layout.ip(uid), layout.axon_port) and probe.ssh_banner(layout.ip(uid), layout.ssh_port):
+                waiting.discard(uid)
+        if waiting:
+            time.sleep(0.05)
+
+
+def cmd_up(args):
+    _require_root()
+    _validate(args)
+    # Fail on a missing bittensor before touching anything.
+    _network.bittensor()
+    started = time.monotonic()
+    layout = Layout(args.state_dir, args.miners, args.ip_prefix, args.user_prefix, args.axon_port,
+                    args.ssh_port, args.day_seconds)
+    old_layout, old_record = Layout.load(layout.state_dir)
+    if old_record is not None:
+        # Leftovers of a crashed (or still running) run in this state dir.
+        _stop(old_layout, old_record)
+        os.unlink(old_layout.record_file)
+    users = [layout.user(uid) for uid in layout.miner_uids]
+    for user in users:
+        box.remove_user(user)
+    os.makedirs(layout.state_dir, mode=0o700, exist_ok=True)
+    os.chmod(layout.state_dir, 0o700)
+
+    keys = seed.create_wallets(layout)
+    seed.write_metagraph(layout, keys)
+    seed.seed_database(layout, keys)
+    seed.write_env(layout)
+
+    pids = {"supervisor": None, "sshd": {}}
+    created = []
+    try:
+        for uid in layout.miner_uids:
+            miner_box = box.Box(layout, uid)
+            miner_box.create_user()
+            created.append(miner_box.user)
+            miner_box.prepare_sshd()
+            faults.write_fault(layout, uid, faults.Fault())
+        for uid in layout.miner_uids:
+            pids["sshd"][str(uid)] = procs.identity(box.Box(layout, uid).start_sshd())
+        # Record before waiting, so a crash here is cleaned by the next up or down.
+        _write_record(layout, pids, created)
+        pids["supervisor"] = procs.identity(_spawn_supervisor(layout))
+        _write_record(layout, pids, created)
+        _wait_ready(layout, pids)
+    except BaseException:
+        _stop(layout, {"pids": pids, "users": created})
+        if os.path.exists(layout.record_file):
+            os.unlink(layout.record_file)
+        raise
+    elapsed = time.monotonic() - started
+    print("localnet up: %d miners ready in %.1fs (%s.%d-%d)" % (
+        layout.miners, elapsed, layout.ip_prefix, 10 + 1, 10 + layout.miners))
+    print("use it with: set -a; . %s; set +a" % layout.env_file)
+    return 0
+
+
+def cmd_down(args):
+    _require_root()
+    layout, record = Layout.load(args.state_dir)
+    if record is None:
+        print("localnet down: nothing recorded in %s" % os.path.abspath(args.state_dir))
+        return 0
+    left = _stop(layout, record)
+    if left:
+        raise LocalnetError("could not stop PIDs %s" % ", ".join(str(ident["pid"]) for ident in left))
+    os.unlink(layout.record_file)
+    print("localnet down: stopped %d miners, removed users %s" % (layout.miners, ", ".join(record["users"])))
+    return 0
+
+
+# ---------------------------------------------------------------- status / fault
+
+def _running(args):
+    layout, record = Layout.load(args.state_dir)
+    if record is None:
+        raise LocalnetError("no localnet is recorded in %s (run: python -m localnet up)"
+                            % os.path.abspath(args.state_dir))
+    return layout, record
+
+
+def miners_status(layout):
+    neurons = dict((n.uid, n) for n in _network.read_snapshot(layout.metagraph_file)[0])
+    rows = []
+    for uid in layout.miner_uids:
+        allocation = layout_mod.read_json(layout.miner_file(uid, "allocation.json")) or {}
+        rows.append({
+            "uid": uid,
+            "hotkey": neurons[uid].hotkey,
+            "ip": layout.ip(uid),
+            "axon_port": layout.axon_port,
+            "ssh_port": layout.ssh_port,
+            "ssh_user": layout.user(uid),
+            "fault": str(faults.read_fault(layout, uid)),
+            "allocated": bool(allocation.get("allocated")),
+            "paused": bool(allocation.get("paused")),
+            "expires_at": allocation.get("expires_at"),
+            "gpu": seed.gpu_summary(uid),
+        })
+    return rows
+
+
+def cmd_status(args):
+    layout, record = _running(args)
+    supervisor = record["pids"].get("supervisor")
+    document = {
+        "state_dir": layout.state_dir,
+        "env_file": layout.env_file,
+        "running": bool(supervisor) and procs.alive(supervisor),
+        "day_seconds": layout.day_seconds,
+        "miners": miners_status(layout),
+    }
+    if args.json:
+        print(json.dumps(document, indent=1))
+        return 0
+    print("localnet in %s: %s, %d miners, env %s" % (layout.state_dir, "running" if document["running"] else "NOT running",
+                                                     layout.miners, layout.env_file))
+    for row in document["miners"]:
+        print("%4d  %-48s  %s:%d  ssh %s@%s:%d  %-10s %-9s %s" % (
+            row["uid"], row["hotkey"], row["ip"], row["axon_port"], row["ssh_user"], row["ip"], row["ssh_port"],
+            row["fault"], "allocated" if row["allocated"] else "free", row["gpu"]))
+    return 0
+
+
+def _resolve_miner(layout, miner):
+    neurons = _network.read_snapshot(layout.metagraph_file)[0]
+    for neuron in neurons:
+        if neuron.uid != 0 and (str(neuron.uid) == miner or neuron.hotkey == miner):
+            return neuron.uid
+    raise LocalnetError("no miner %r: give a uid (1-%d) or a miner hotkey" % (miner, layout.miners))
+
+
+def cmd_fault(args):
+    layout, record = _running(args)
+    uid = _resolve_miner(layout, args.miner)
+    try:
+        fault = faults.Fault(args.mode, args.seconds or 0.0)
+    except ValueError as exc:
+        raise LocalnetError(str(exc))
+    faults.write_fault(layout, uid, fault)
+    # Return once the axon is as the fault says: stopped for offline, serving otherwise.
+    want_open = fault.mode != "offline"
+    deadline = time.monotonic() + FAULT_TIMEOUT_S
+    while probe.tcp_open(layout.ip(uid), layout.axon_port) != want_open:
+        if time.monotonic() > deadline:
+            raise LocalnetError("miner %d's axon did not %s within %ds; is the supervisor running? see %s" % (
+                uid, "start" if want_open else "stop", FAULT_TIMEOUT_S, layout.supervisor_log))
+        time.sleep(0.05)
+    print("miner %d: %s" % (uid, fault))
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+def parser():
+    top = argparse.ArgumentParser(prog="python -m localnet", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def state(p):
+        p.add_argument("--state-dir", default=".localnet", help="where the network keeps its state (default .localnet)")
+
+    up = sub.add_parser("up", help="start N miners (axons and sshd boxes) and write the network state")
+    state(up)
+    up.add_argument("--miners", type=int, default=8)
+    up.add_argument("--day-seconds", type=float, default=86400.0,
+                    help="length of a timeline day in seconds, so tests can watch expiry (default 86400)")
+    up.add_argument("--ip-prefix", default="127.0.0", help="loopback /24 for miners: miner i is PREFIX.(10+i)")
+    up.add_argument("--user-prefix", default="nicm", help="login users are PREFIX<uid>")
+    up.add_argument("--axon-port", type=int, default=8091)
+    up.add_argument("--ssh-port", type=int, default=4444)
+    up.set_defaults(handler=cmd_up)
+
+    down = sub.add_parser("down", help="stop what up started and remove its users")
+    state(down)
+    down.set_defaults(handler=cmd_down)
+
+    status = sub.add_parser("status", help="show the miners")
+    state(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+
+    fault = sub.add_parser("fault", help="set a miner's fault: %s" % ", ".join(faults.MODES))
+    state(fault)
+    fault.add_argument("miner", help="uid or hotkey")
+    fault.add_argument("mode", choices=faults.MODES)
+    fault.add_argument("seconds", nargs="?", type=float, help="delay for slow")
+    fault.set_defaults(handler=cmd_fault)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (LocalnetError, box.BoxError, NiComputeError) as exc:
+        print("localnet: error: %s" % exc, file=sys.stderr)
+        return 1

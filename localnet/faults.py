@@ -1,0 +1,51 @@
+"""Per-miner faults: a small file in the miner's state dir, read by the supervisor per request."""
+
+import os
+
+from localnet.layout import write_file
+
+MODES = ("healthy", "unresponsive", "slow", "refuse", "garbage", "offline")
+# Longer than any sane dendrite timeout; `down` kills the supervisor, so nothing waits on it.
+UNRESPONSIVE_SECONDS = 3600.0
+
+
+class Fault:
+    def __init__(self, mode="healthy", seconds=0.0):
+        if mode not in MODES:
+            raise ValueError("unknown fault %r; expected one of %s" % (mode, ", ".join(MODES)))
+        if mode == "slow" and seconds <= 0:
+            raise ValueError("fault slow needs a positive number of SECONDS")
+        self.mode = mode
+        self.seconds = float(seconds) if mode == "slow" else 0.0
+
+    def __str__(self):
+        return "slow %g" % self.seconds if self.mode == "slow" else self.mode
+
+    @property
+    def delay(self):
+        """Seconds to wait before answering."""
+        if self.mode == "unresponsive":
+            return UNRESPONSIVE_SECONDS
+        return self.seconds
+
+
+def fault_file(layout, uid):
+    return layout.miner_file(uid, "fault")
+
+
+def read_fault(layout, uid):
+    """The miner's current fault; a missing or unreadable file means healthy."""
+    try:
+        with open(fault_file(layout, uid)) as handle:
+            words = handle.read().split()
+        return Fault(words[0], float(words[1]) if len(words) > 1 else 0.0)
+    except (OSError, IndexError, ValueError):
+        return Fault()
+
+
+def write_fault(layout, uid, fault):
+    if fault.mode == "healthy":
+        if os.path.exists(fault_file(layout, uid)):
+            os.unlink(fault_file(layout, uid))
+        return
+    write_file(fault_file(layout, uid), str(fault) + "\n")

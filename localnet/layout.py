@@ -1,0 +1,129 @@
+"""Where a localnet keeps its state, and how miners are addressed.
+
+STATE_DIR/
+  localnet.json        the running network: settings, PIDs, users (written by `up`)
+  env                  KEY=value settings for the collection (0600)
+  metagraph.json       the metagraph snapshot the client reads instead of the chain
+  database.db          the validator database (miner_details, stats)
+  wallets/             operator (validator) and miner wallets
+  supervisor.log       the axon supervisor's output
+  miners/<uid>/        per miner: sshd config, host key, log, authorized_keys,
+                       fault (set by `fault`), allocation.json (kept by the supervisor)
+"""
+
+import json
+import os
+import tempfile
+
+NETUID = 27
+NETWORK = "local"
+OPERATOR_WALLET = "operator"
+OPERATOR_HOTKEY = "validator"
+MINER_HOTKEY = "default"
+# Marks the users localnet creates, so leftovers of a crashed run can be told from real users.
+USER_COMMENT = "nicompute-localnet"
+
+
+class Layout:
+    """Paths and addressing of one localnet, derived from its state dir and settings."""
+
+    def __init__(self, state_dir, miners=0, ip_prefix="127.0.0", user_prefix="nicm",
+                 axon_port=8091, ssh_port=4444, day_seconds=86400.0):
+        self.state_dir = os.path.abspath(state_dir)
+        self.miners = miners
+        self.ip_prefix = ip_prefix
+        self.user_prefix = user_prefix
+        self.axon_port = axon_port
+        self.ssh_port = ssh_port
+        self.day_seconds = day_seconds
+
+    # ---- settings persisted in localnet.json
+
+    def settings(self):
+        return {"miners": self.miners, "ip_prefix": self.ip_prefix, "user_prefix": self.user_prefix,
+                "axon_port": self.axon_port, "ssh_port": self.ssh_port, "day_seconds": self.day_seconds}
+
+    @classmethod
+    def load(cls, state_dir):
+        """The layout of the network recorded in state_dir, with its run record (or None)."""
+        record = read_json(os.path.join(os.path.abspath(state_dir), "localnet.json"))
+        if record is None:
+            return None, None
+        return cls(state_dir, **record["settings"]), record
+
+    # ---- paths
+
+    def path(self, *parts):
+        return os.path.join(self.state_dir, *parts)
+
+    @property
+    def record_file(self):
+        return self.path("localnet.json")
+
+    @property
+    def wallet_path(self):
+        return self.path("wallets")
+
+    @property
+    def metagraph_file(self):
+        return self.path("metagraph.json")
+
+    @property
+    def db_path(self):
+        return self.path("database.db")
+
+    @property
+    def env_file(self):
+        return self.path("env")
+
+    @property
+    def supervisor_log(self):
+        return self.path("supervisor.log")
+
+    def miner_dir(self, uid):
+        return self.path("miners", str(uid))
+
+    def miner_file(self, uid, name):
+        return os.path.join(self.miner_dir(uid), name)
+
+    # ---- addressing: uid 0 is the operator's validator, miners are 1..N
+
+    @property
+    def miner_uids(self):
+        return range(1, self.miners + 1)
+
+    def ip(self, uid):
+        return "%s.%d" % (self.ip_prefix, 10 + uid)
+
+    def user(self, uid):
+        return "%s%d" % (self.user_prefix, uid)
+
+    def miner_wallet(self, uid):
+        return "miner%d" % uid
+
+
+def read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def write_file(path, text, mode=0o644):
+    """Write atomically with the given mode (0600 for secrets), so readers never see half a file."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path, document, mode=0o644):
+    write_file(path, json.dumps(document, indent=1, sort_keys=True) + "\n", mode)

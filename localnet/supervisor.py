@@ -1,0 +1,132 @@
+"""The one process that serves every miner's axon: ``python -m localnet.supervisor STATE_DIR``.
+
+All axons share one asyncio loop (one process, not one per miner: bittensor is heavy);
+box operations run in a small thread pool. SIGTERM ends the process at once.
+"""
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import typing
+
+from localnet import _collection
+
+_collection.ensure_importable()
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _network, _protocol  # noqa: E402
+from localnet.box import Box  # noqa: E402
+from localnet.faults import read_fault  # noqa: E402
+from localnet.layout import MINER_HOTKEY, Layout  # noqa: E402
+from localnet.miner import Miner  # noqa: E402
+
+POLL_SECONDS = 0.2
+FIELD_NAMES = [name for name, _kind, _default in _protocol.ALLOCATE_FIELDS]
+
+
+class MinerServer:
+    """A miner's axon, started and stopped as its fault file says (offline stops it)."""
+
+    def __init__(self, layout, uid, registered, executor):
+        bt = _network.bittensor()
+        self.layout = layout
+        self.uid = uid
+        self.registered = registered
+        self.executor = executor
+        self.wallet = bt.Wallet(name=layout.miner_wallet(uid), hotkey=MINER_HOTKEY, path=layout.wallet_path)
+        self.miner = Miner(uid, Box(layout, uid), layout.day_seconds, layout.miner_file(uid, "allocation.json"))
+        self.server = None
+
+    def _axon(self):
+        bt = _network.bittensor()
+        allocate_class = _network.allocate_synapse_class()
+        ip, port = self.layout.ip(self.uid), self.layout.axon_port
+        miner, layout, uid, executor, registered = self.miner, self.layout, self.uid, self.executor, self.registered
+
+        # bittensor checks these signatures: the parameter must be named synapse.
+        async def forward(synapse: allocate_class) -> allocate_class:
+            fault = read_fault(layout, uid)
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            fields = dict((name, getattr(synapse, name)) for name in FIELD_NAMES)
+            synapse.output = await asyncio.get_running_loop().run_in_executor(executor, miner.handle, fields, fault)
+            return synapse
+
+        def blacklist(synapse: allocate_class) -> typing.Tuple[bool, str]:
+            if synapse.dendrite.hotkey in registered:
+                return False, "registered"
+            return True, "hotkey %s is not registered on netuid 27" % synapse.dendrite.hotkey
+
+        axon = bt.Axon(wallet=self.wallet, ip=ip, port=port, external_ip=ip, external_port=port)
+        axon.attach(forward_fn=forward, blacklist_fn=blacklist)
+        # bittensor binds 0.0.0.0 whatever ip says; localnet binds loopback only.
+        axon.fast_config.host = ip
+        return axon
+
+    async def _serve(self, server):
+        try:
+            await server.serve()
+        except (Exception, SystemExit):  # uvicorn exits when it cannot bind; retried on the next poll
+            print("miner %d: axon stopped: %s" % (self.uid, traceback.format_exc(limit=1)), flush=True)
+        if self.server is server:
+            self.server = None
+
+    def apply_fault(self):
+        online = read_fault(self.layout, self.uid).mode != "offline"
+        if online and self.server is None:
+            self.server = self._axon().fast_server
+            asyncio.get_running_loop().create_task(self._serve(self.server))
+        elif not online and self.server is not None:
+            # uvicorn closes the listener first: new connections are refused at once.
+            self.server.should_exit = True
+            self.server = None
+
+
+async def supervise(servers, executor):
+    loop = asyncio.get_running_loop()
+    while True:
+        for server in servers:
+            server.apply_fault()
+        now = time.time()
+        for server in servers:
+            allocation = server.miner.allocation
+            if allocation is not None and allocation.expires_at <= now:
+                await loop.run_in_executor(executor, server.miner.expire, now)
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _run_loop(servers, executor):
+    try:
+        asyncio.run(supervise(servers, executor))
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        # The loop is the supervisor: without it, end the process.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv):
+    if len(argv) != 2:
+        print("usage: python -m localnet.supervisor STATE_DIR", file=sys.stderr)
+        return 2
+    layout, _record = Layout.load(argv[1])
+    # bittensor parses sys.argv when it builds an axon's config.
+    del sys.argv[1:]
+    # Only the main thread takes SIGTERM/SIGINT; threads started below inherit the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    registered = frozenset(neuron.hotkey for neuron in _network.read_snapshot(layout.metagraph_file)[0])
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="box")
+    servers = [MinerServer(layout, uid, registered, executor) for uid in layout.miner_uids]
+    threading.Thread(target=_run_loop, args=(servers, executor), name="axons", daemon=True).start()
+    print("supervisor %d serving %d miners" % (os.getpid(), len(servers)), flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    # Exit now: an unresponsive miner's pending answer must not delay `down`.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
