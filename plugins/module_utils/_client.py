@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _protocol
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
-    BadInput,
     CryptoError,
     NotFound,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
+    DeviceRequirement,
     gpu_summary,
     parse_specs,
 )
@@ -206,7 +206,8 @@ class ComputeClient:
         """Allocate on the best available miner; returns (allocation, report)."""
         ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
         report = {"attempts": []}
-        device_requirement = requirement.to_wire() if requirement else _default_wire_requirement()
+        # a_hotkey: the miner gets upstream's minimal requirement and gives what it has.
+        device_requirement = (requirement or DeviceRequirement.from_options()).to_wire()
         for candidate in ranking.candidates[:max_attempts]:
             outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
                                         allocate_timeout, key_bits)
@@ -321,14 +322,3 @@ class ComputeClient:
         self.store.mark_releasing(record.hotkey, why)
         item.update(result="failed", error=why)
         return item
-
-
-def _default_wire_requirement():
-    # a_hotkey: upstream sends a fixed minimal requirement; the miner gives what it has.
-    return {"cpu": {"count": 1}, "gpu": {}, "hard_disk": {"capacity": 0}, "ram": {"capacity": 0}}
-
-
-def validate_timeline(timeline):
-    if not isinstance(timeline, int) or isinstance(timeline, bool) or timeline <= 0:
-        raise BadInput("timeline must be a positive whole number of days, got %r" % (timeline,))
-    return timeline

@@ -76,7 +76,10 @@ def decrypt_credentials(private_pem, info):
         ciphertext = base64.b64decode(info.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise CryptoError("the miner's credentials are not valid base64")
-    private_key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+    try:
+        private_key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise CryptoError("this allocation's private key is not an unencrypted PEM key")
     try:
         plaintext = private_key.decrypt(ciphertext, _oaep())
     except ValueError:

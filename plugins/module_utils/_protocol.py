@@ -89,8 +89,15 @@ def availability_request(timeline=1):
     return _build(checking=True, timeline=max(int(timeline), 1))
 
 
+def _require_key(public_key):
+    # The public key is the only proof of ownership; an empty one would match nothing.
+    if not isinstance(public_key, str) or not public_key.strip():
+        raise BadInput("the allocation's public key is empty")
+
+
 def status_request(public_key):
     """Is the miner still allocated to public_key? (checking, timeline 0)."""
+    _require_key(public_key)
     return _build(checking=True, timeline=0, public_key=public_key)
 
 
@@ -102,15 +109,19 @@ def allocate_request(device_requirement, timeline, public_key, docker_req):
 
 
 def deallocate_request(public_key):
+    _require_key(public_key)
     # device_requirement stays a dict: upstream's "" here failed validation and lost the release.
     return _build(checking=False, timeline=0, public_key=public_key)
 
 
 def docker_action_request(public_key, action, ssh_key="", key_type=""):
+    _require_key(public_key)
     if action not in DOCKER_ACTIONS:
         raise BadInput("unknown docker action %r; expected one of %s" % (action, ", ".join(DOCKER_ACTIONS)))
     if action == "exchange_key" and key_type not in KEY_TYPES:
         raise BadInput("exchange_key needs key_type user or terminal, got %r" % key_type)
+    if action != "exchange_key" and (key_type or ssh_key):
+        raise BadInput("only exchange_key takes ssh_key and key_type")
     # timeline=1: with 0 the miner clears its public "allocated" marker.
     return _build(checking=False, timeline=1, public_key=public_key, docker_change=True,
                   docker_action={"action": action, "ssh_key": ssh_key, "key_type": key_type})
@@ -118,9 +129,9 @@ def docker_action_request(public_key, action, ssh_key="", key_type=""):
 
 def reply_status(output):
     """The miner's boolean status, or None when the reply carries none."""
-    if not isinstance(output, dict) or "status" not in output:
+    if not isinstance(output, dict) or not isinstance(output.get("status"), bool):
         return None
-    return bool(output["status"])
+    return output["status"]
 
 
 def reply_port(output, default=DEFAULT_SSH_PORT):

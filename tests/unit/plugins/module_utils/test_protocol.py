@@ -86,14 +86,44 @@ def test_deallocate_device_requirement_is_a_dict():
     assert _protocol.deallocate_request(PUBLIC_KEY)["device_requirement"] == {}
 
 
-@pytest.mark.parametrize("action", ["exchange_key", "restart", "pause", "unpause", "resume"])
-def test_docker_actions_use_timeline_one(action):
-    fields = _protocol.docker_action_request(PUBLIC_KEY, action, "ssh-rsa AAAA", "terminal")
+def test_exchange_key_carries_key_and_type_with_timeline_one():
+    fields = _protocol.docker_action_request(PUBLIC_KEY, "exchange_key", "ssh-rsa AAAA", "terminal")
     assert fields["timeline"] == 1
     assert fields["checking"] is False
     assert fields["docker_change"] is True
-    assert fields["docker_action"] == {"action": action, "ssh_key": "ssh-rsa AAAA", "key_type": "terminal"}
+    assert fields["docker_action"] == {"action": "exchange_key", "ssh_key": "ssh-rsa AAAA", "key_type": "terminal"}
     assert fields["public_key"] == PUBLIC_KEY
+
+
+@pytest.mark.parametrize("action", ["restart", "pause", "unpause", "resume"])
+def test_docker_actions_use_timeline_one(action):
+    fields = _protocol.docker_action_request(PUBLIC_KEY, action)
+    assert fields["timeline"] == 1
+    assert fields["docker_change"] is True
+    assert fields["docker_action"] == {"action": action, "ssh_key": "", "key_type": ""}
+
+
+def test_only_exchange_key_takes_a_key():
+    with pytest.raises(BadInput, match="only exchange_key"):
+        _protocol.docker_action_request(PUBLIC_KEY, "restart", "ssh-rsa AAAA", "user")
+
+
+@pytest.mark.parametrize("build", [
+    lambda key: _protocol.status_request(key),
+    lambda key: _protocol.deallocate_request(key),
+    lambda key: _protocol.docker_action_request(key, "restart"),
+])
+@pytest.mark.parametrize("key", ["", "   "])
+def test_requests_that_prove_ownership_need_a_public_key(build, key):
+    with pytest.raises(BadInput, match="public key is empty"):
+        build(key)
+
+
+@pytest.mark.parametrize("output, status", [
+    ({"status": True}, True), ({"status": False}, False), ({"status": "false"}, None), ({}, None), (None, None),
+])
+def test_reply_status_takes_only_a_real_bool(output, status):
+    assert _protocol.reply_status(output) is status
 
 
 @pytest.mark.parametrize("action", ["", "stop", "Restart", "delete"])
