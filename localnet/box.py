@@ -7,7 +7,7 @@ import shutil
 import string
 import subprocess
 
-from localnet.layout import USER_COMMENT, write_file
+from localnet.layout import write_file
 
 SSHD = "/usr/sbin/sshd"
 # Binaries a box needs; the harness installs openssh-server, openssh-client and sshpass.
@@ -52,17 +52,10 @@ def kill_user_processes(name):
 
 
 def remove_user(name):
-    """Remove a user localnet created, with its home and processes; refuse anyone else's."""
-    comment = user_comment(name)
-    if comment is None:
-        return False
-    if comment != USER_COMMENT:
-        raise BoxError("user %s exists and was not created by localnet; remove it or choose "
-                       "another --user-prefix" % name)
+    """Remove a localnet user with its home and processes (the caller checked it is localnet's)."""
     kill_user_processes(name)
     # userdel exits 12 when the home is already gone.
     _run(["userdel", "-r", name], ok=(0, 12))
-    return True
 
 
 class Box:
@@ -71,6 +64,7 @@ class Box:
     def __init__(self, layout, uid):
         self.uid = uid
         self.user = layout.user(uid)
+        self.comment = layout.user_comment
         self.ip = layout.ip(uid)
         self.port = layout.ssh_port
         self.directory = layout.miner_dir(uid)
@@ -83,7 +77,7 @@ class Box:
 
     def create_user(self):
         # Born locked: useradd leaves the password "!" until an allocation sets one.
-        _run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", USER_COMMENT, self.user])
+        _run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", self.comment, self.user])
 
     def prepare_sshd(self):
         os.makedirs(self.directory, exist_ok=True)

@@ -47,22 +47,59 @@ def _validate(args):
         raise LocalnetError("--ip-prefix must be three octets such as 127.0.0, got %r" % args.ip_prefix)
     if not first.is_loopback:
         raise LocalnetError("--ip-prefix must be a loopback prefix (127.x.y): localnet binds loopback only")
+    if any(char in os.path.abspath(args.state_dir) for char in ":\n"):
+        # The path goes into the users' GECOS field and sshd configs.
+        raise LocalnetError("--state-dir must not contain ':' or a newline")
     if args.day_seconds <= 0:
         raise LocalnetError("--day-seconds must be positive")
+
+
+def _running_in(state_dir):
+    """True while the localnet recorded in state_dir has a live supervisor."""
+    _layout, record = Layout.load(state_dir)
+    supervisor = record and record["pids"].get("supervisor")
+    return bool(supervisor) and procs.alive(supervisor)
+
+
+def _claim_user(layout, name):
+    """Make way for user name: remove localnet leftovers, refuse real users and live localnets' users."""
+    comment = box.user_comment(name)
+    if comment is None:
+        return
+    if not comment.startswith(layout_mod.USER_COMMENT + " "):
+        raise LocalnetError("user %s exists and was not created by localnet; remove it or choose another "
+                            "--user-prefix" % name)
+    owner = comment[len(layout_mod.USER_COMMENT) + 1:]
+    if owner != layout.state_dir and _running_in(owner):
+        raise LocalnetError("user %s belongs to the localnet running in %s; bring that one down or choose "
+                            "another --user-prefix" % (name, owner))
+    box.remove_user(name)
+
+
+def _own_users(layout, users):
+    return [user for user in users if box.user_comment(user) == layout.user_comment]
 
 
 def _stop(layout, record):
     """Stop the processes and remove the users a run recorded; return what could not be stopped."""
     idents = [record["pids"]["supervisor"]] if record["pids"].get("supervisor") else []
     idents += list(record["pids"].get("sshd", {}).values())
+    users = _own_users(layout, record.get("users", []))
     # End the users' sessions first, so sshd's per-connection processes go with them.
-    for user in record.get("users", []):
-        if box.user_comment(user) == layout_mod.USER_COMMENT:
-            box.kill_user_processes(user)
+    for user in users:
+        box.kill_user_processes(user)
     left = procs.stop(idents)
-    for user in record.get("users", []):
+    for user in users:
         box.remove_user(user)
     return left
+
+
+def _check_addresses_free(layout):
+    for uid in layout.miner_uids:
+        for port in (layout.axon_port, layout.ssh_port):
+            if probe.tcp_open(layout.ip(uid), port, timeout=0.2):
+                raise LocalnetError("%s:%d is already in use (another localnet? see --ip-prefix)"
+                                    % (layout.ip(uid), port))
 
 
 def _write_record(layout, pids, users):
@@ -115,9 +152,9 @@ def cmd_up(args):
         # Leftovers of a crashed (or still running) run in this state dir.
         _stop(old_layout, old_record)
         os.unlink(old_layout.record_file)
-    users = [layout.user(uid) for uid in layout.miner_uids]
-    for user in users:
-        box.remove_user(user)
+    for uid in layout.miner_uids:
+        _claim_user(layout, layout.user(uid))
+    _check_addresses_free(layout)
     os.makedirs(layout.state_dir, mode=0o700, exist_ok=True)
     os.chmod(layout.state_dir, 0o700)
 

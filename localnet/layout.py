@@ -20,7 +20,8 @@ NETWORK = "local"
 OPERATOR_WALLET = "operator"
 OPERATOR_HOTKEY = "validator"
 MINER_HOTKEY = "default"
-# Marks the users localnet creates, so leftovers of a crashed run can be told from real users.
+# Marks the users localnet creates (followed by the owning state dir), so leftovers of a
+# crashed run can be told from real users and from another running localnet's users.
 USER_COMMENT = "nicompute-localnet"
 
 
@@ -97,6 +98,10 @@ class Layout:
 
     def user(self, uid):
         return "%s%d" % (self.user_prefix, uid)
+
+    @property
+    def user_comment(self):
+        return "%s %s" % (USER_COMMENT, self.state_dir)
 
     def miner_wallet(self, uid):
         return "miner%d" % uid

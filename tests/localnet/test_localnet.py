@@ -28,6 +28,10 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
 from localnet import cli, procs  # noqa: E402
 
 TIMEOUT = 10.0
+# Per test run addresses and users, so concurrent runs and a developer's localnet never collide.
+RUN = os.getpid()
+NET_IP, NET_USERS = "127.%d.%d" % (100 + RUN // 250 % 100, RUN % 250), "nt%x" % RUN
+DAYS_IP, DAYS_USERS = "127.%d.%d" % (200 + RUN // 250 % 50, RUN % 250), "nd%x" % RUN
 # What the harness installs (openssh-server openssh-client sshpass); a missing one is a failure, not a skip.
 NEEDED = ("/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass")
 SSH_OPTIONS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -90,8 +94,7 @@ def start(tmp_path_factory, name, *options):
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    # Its own loopback /24 and user prefix, so a developer's running localnet is not disturbed.
-    state_dir = start(tmp_path_factory, "net", "--miners", "8", "--ip-prefix", "127.0.27", "--user-prefix", "nict")
+    state_dir = start(tmp_path_factory, "net", "--miners", "8", "--ip-prefix", NET_IP, "--user-prefix", NET_USERS)
     yield Net(state_dir)
     localnet("down", "--state-dir", state_dir, check=False)
 
@@ -100,7 +103,7 @@ def net(tmp_path_factory):
 def short_days(tmp_path_factory):
     """A one-miner localnet whose day lasts 2 seconds, to watch an allocation expire."""
     state_dir = start(tmp_path_factory, "days", "--miners", "1", "--day-seconds", "2",
-                      "--ip-prefix", "127.0.28", "--user-prefix", "nitx")
+                      "--ip-prefix", DAYS_IP, "--user-prefix", DAYS_USERS)
     yield Net(state_dir)
     localnet("down", "--state-dir", state_dir, check=False)
 
@@ -175,7 +178,7 @@ def test_metagraph_has_a_validator_and_the_miners(net):
     assert validator.stake >= 1e4 and validator.validator_permit and not validator.serving
     assert sorted(net.neurons) == list(range(9))
     assert len(set(n.hotkey for n in net.neurons.values())) == 9
-    assert [net.neurons[uid].ip for uid in range(1, 9)] == ["127.0.27.%d" % (10 + uid) for uid in range(1, 9)]
+    assert [net.neurons[uid].ip for uid in range(1, 9)] == ["%s.%d" % (NET_IP, 10 + uid) for uid in range(1, 9)]
 
 
 def test_validator_database_has_realistic_specs(net):
@@ -205,7 +208,7 @@ def test_status_lists_every_miner(net):
     for row in rows:
         assert row["hotkey"] == net.neurons[row["uid"]].hotkey
         assert (row["axon_port"], row["ssh_port"], row["fault"], row["allocated"]) == (8091, 4444, "healthy", False)
-        assert row["ssh_user"] == "nict%d" % row["uid"]
+        assert row["ssh_user"] == NET_USERS + str(row["uid"])
     assert rows[0]["gpu"] == "8x NVIDIA H100 80GB HBM3" and rows[4]["gpu"] == "cpu only"
 
 
@@ -229,13 +232,13 @@ def test_allocate_login_and_deallocate(net, ssh_key, tmp_path):
     private_pem, public_pem, reply = allocate(net, 1, public_line)
     assert reply.status is True and reply.output["port"] == 4444
     credentials = _crypto.decrypt_credentials(private_pem, reply.output["info"])
-    assert credentials["username"] == "nict1" and credentials["port"] == 4444 and credentials["version"] == 183
+    assert credentials["username"] == NET_USERS + "1" and credentials["port"] == 4444 and credentials["version"] == 183
     assert len(credentials["password"]) == 10 and credentials["password"].isalnum()
     assert net.miner(1)["allocated"] is True
 
     by_key, by_password = logins(net, 1, key_file, credentials["password"])
-    assert (by_key.returncode, by_key.stdout.strip()) == (0, "nict1"), by_key.stderr
-    assert (by_password.returncode, by_password.stdout.strip()) == (0, "nict1"), by_password.stderr
+    assert (by_key.returncode, by_key.stdout.strip()) == (0, NET_USERS + "1"), by_key.stderr
+    assert (by_password.returncode, by_password.stdout.strip()) == (0, NET_USERS + "1"), by_password.stderr
 
     _other_private, other_public = _crypto.generate_key_pair()
     assert net.query.still_allocated(net.neurons[1], public_pem, TIMEOUT).status is True
@@ -246,7 +249,7 @@ def test_allocate_login_and_deallocate(net, ssh_key, tmp_path):
     _p, _q, second = allocate(net, 1, public_line)
     assert second.status is False and "info" not in second.output
     assert net.query.still_allocated(net.neurons[1], public_pem, TIMEOUT).status is True
-    assert ssh_with_password(net.neurons[1].ip, 4444, "nict1", credentials["password"]).returncode == 0
+    assert ssh_with_password(net.neurons[1].ip, 4444, NET_USERS + "1", credentials["password"]).returncode == 0
 
     assert net.query.deallocate(net.neurons[1], other_public, TIMEOUT).status is False
     assert net.query.still_allocated(net.neurons[1], public_pem, TIMEOUT).status is True
@@ -279,8 +282,8 @@ def test_docker_actions(net, ssh_key, tmp_path):
     assert by_key.returncode == 0 and by_password.returncode == 0, by_key.stderr + by_password.stderr
 
     assert net.query.docker_action(neuron, public_pem, "exchange_key", TIMEOUT, new_public_line, "user").status
-    assert ssh_with_key(neuron.ip, 4444, "nict2", key_file).returncode != 0
-    assert ssh_with_key(neuron.ip, 4444, "nict2", new_key_file).returncode == 0
+    assert ssh_with_key(neuron.ip, 4444, NET_USERS + "2", key_file).returncode != 0
+    assert ssh_with_key(neuron.ip, 4444, NET_USERS + "2", new_key_file).returncode == 0
     assert net.query.docker_action(neuron, public_pem, "restart", TIMEOUT).status is True
 
     unknown = _protocol.docker_action_request(public_pem, "pause")
@@ -289,7 +292,7 @@ def test_docker_actions(net, ssh_key, tmp_path):
     assert answer.answered and "status" not in answer.output and answer.output["port"] == 4444
 
     assert net.query.deallocate(neuron, public_pem, TIMEOUT).status is True
-    assert ssh_with_key(neuron.ip, 4444, "nict2", new_key_file).returncode != 0
+    assert ssh_with_key(neuron.ip, 4444, NET_USERS + "2", new_key_file).returncode != 0
 
 
 # ---------------------------------------------------------------- faults
@@ -356,15 +359,15 @@ def test_allocation_expires_after_its_timeline(short_days, ssh_key):
     neuron = short_days.neurons[1]
     private_pem, public_pem, reply = allocate(short_days, 1, public_line)
     assert reply.status is True
-    assert ssh_with_key(neuron.ip, 4444, "nitx1", key_file).returncode == 0
+    assert ssh_with_key(neuron.ip, 4444, DAYS_USERS + "1", key_file).returncode == 0
     deadline = time.monotonic() + 10
     while short_days.query.still_allocated(neuron, public_pem, TIMEOUT).status and time.monotonic() < deadline:
         time.sleep(0.25)
     assert short_days.query.still_allocated(neuron, public_pem, TIMEOUT).status is False
     assert short_days.query.check_available([neuron], TIMEOUT)[0].status is True
     password = _crypto.decrypt_credentials(private_pem, reply.output["info"])["password"]
-    assert ssh_with_key(neuron.ip, 4444, "nitx1", key_file).returncode != 0
-    assert ssh_with_password(neuron.ip, 4444, "nitx1", password).returncode != 0
+    assert ssh_with_key(neuron.ip, 4444, DAYS_USERS + "1", key_file).returncode != 0
+    assert ssh_with_password(neuron.ip, 4444, DAYS_USERS + "1", password).returncode != 0
 
 
 # ---------------------------------------------------------------- down
@@ -374,8 +377,8 @@ def _passwd_users():
         return set(line.split(":", 1)[0] for line in handle)
 
 
-@pytest.mark.parametrize("fixture, users", [("short_days", ["nitx1"]),
-                                            ("net", ["nict%d" % uid for uid in range(1, 9)])])
+@pytest.mark.parametrize("fixture, users", [("short_days", [DAYS_USERS + "1"]),
+                                            ("net", [NET_USERS + str(uid) for uid in range(1, 9)])])
 def test_down_leaves_no_process_and_no_user(request, fixture, users):
     running = request.getfixturevalue(fixture)
     record = running.record()
