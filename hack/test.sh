@@ -9,7 +9,8 @@
 #   molecule     molecule scenarios in extensions/molecule/ against the same localnet
 #
 # Expects hack/setup.sh to have run (make does that). SANITY_ARGS adds ansible-test sanity
-# options (e.g. "--test pep8"); PYTEST_TIMEOUT is the per-test limit in seconds.
+# options (e.g. "--test pep8"); LOCALNET_ARGS replaces `--miners 8` for `localnet up`;
+# PYTEST_TIMEOUT is the per-test limit in seconds.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,11 +44,12 @@ quiet_pip() { grep --line-buffered -v "is ignored: it is neither a file nor a di
 
 has_tests() { [ -d "$1" ] && [ -n "$(find "$1" -name 'test_*.py' -print -quit)" ]; }
 
-run_pytest() {  # stage, directory
+run_pytest() {  # stage, directory, pytest options
     local stage="$1" dir="$2" log="$LOGS/$1.log" rc
-    say "$stage: pytest $dir"
-    PYTHONPATH="$ROOT/.build${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pytest "$dir" \
-        --import-mode=importlib -p no:cacheprovider -q -ra --timeout="$PYTEST_TIMEOUT" 2>&1 | tee "$log"
+    shift 2
+    say "$stage: pytest $dir $*"
+    PYTHONPATH="$ROOT/.build${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pytest "$dir" "$@" \
+        -p no:cacheprovider -q -ra --timeout="$PYTEST_TIMEOUT" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     case $rc in
         0) record "$stage" passed "$(pytest_counts "$log")" ;;
@@ -84,7 +86,8 @@ stage_sanity() {
 }
 
 stage_units() {
-    run_pytest units tests/unit
+    # importlib: test files in different folders may share a name (modules/, module_utils/).
+    run_pytest units tests/unit --import-mode=importlib
 }
 
 stage_localnet() {
@@ -92,6 +95,7 @@ stage_localnet() {
         record localnet skipped "no tests/localnet/test_*.py yet"
         return
     fi
+    # pytest's default import mode: these tests import helpers from their conftest.py.
     run_pytest localnet tests/localnet
 }
 
@@ -117,11 +121,13 @@ localnet_down() {
 }
 
 localnet_up() {
+    local args
     [ "$LOCALNET_UP" -eq 1 ] && return 0
     say "localnet up"
     trap localnet_down EXIT
     LOCALNET_UP=1
-    "$PY" -m localnet up --miners 8 --state-dir .localnet || return 1
+    read -ra args <<< "${LOCALNET_ARGS:---miners 8}"
+    "$PY" -m localnet up "${args[@]}" --state-dir .localnet || return 1
     set -a
     # shellcheck disable=SC1091
     . .localnet/env
