@@ -22,17 +22,16 @@ class BoxError(Exception):
 
 
 def missing_binaries():
-    return [name for name in REQUIRED_BINARIES if not (os.access(name, os.X_OK) if os.path.isabs(name)
-                                                     else shutil.which(name))]
+    return [name for name in REQUIRED_BINARIES if not shutil.which(name)]
 
 
 def new_password():
     """A fresh 10-character alphanumeric password, as SN27 miners make them."""
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(10))
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _position in range(10))
 
 
 def _run(argv, stdin=None, ok=(0,)):
-    result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode not in ok:
         raise BoxError("%s failed (%s): %s" % (" ".join(argv[:2]), result.returncode, result.stderr.strip()))
     return result

@@ -57,7 +57,7 @@ def miner_details(uid):
     if kind is not None:
         name, mib, count = kind
         gpu = {"count": count, "capacity": float(mib * count),
-               "details": [{"name": name, "capacity": float(mib)} for _ in range(count)]}
+               "details": [{"name": name, "capacity": float(mib)}] * count}
     cpus = 16 * max(gpu["count"], 1)
     return json.dumps({
         "cpu": {"count": cpus, "frequency": 2450.0},

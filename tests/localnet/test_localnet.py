@@ -51,7 +51,7 @@ def require_environment():
 def localnet(*args, check=True):
     """Run the real CLI, as a user would."""
     result = subprocess.run([sys.executable, "-m", "localnet"] + list(args), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     if check and result.returncode != 0:
         raise AssertionError("localnet %s failed (%d):\n%s\n%s" % (" ".join(args), result.returncode,
                                                                    result.stdout, result.stderr))
@@ -122,17 +122,17 @@ def make_ssh_key(directory, name):
 
 
 def ssh_with_key(host, port, user, key_file):
-    return subprocess.run(["ssh"] + SSH_OPTIONS + ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                                                  "-o", "PreferredAuthentications=publickey", "-i", key_file,
-                                                  "-p", str(port), "%s@%s" % (user, host), "id -un"],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(["ssh"] + SSH_OPTIONS + [
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "PreferredAuthentications=publickey",
+        "-i", key_file, "-p", str(port), "%s@%s" % (user, host), "id -un"],
+        capture_output=True, text=True, timeout=30, check=False)
 
 
 def ssh_with_password(host, port, user, password):
     return subprocess.run(["sshpass", "-p", password, "ssh"] + SSH_OPTIONS + [
         "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
         "-o", "NumberOfPasswordPrompts=1", "-p", str(port), "%s@%s" % (user, host), "id -un"],
-        capture_output=True, text=True, timeout=30)
+        capture_output=True, text=True, timeout=30, check=False)
 
 
 def allocate(net, uid, ssh_public_key, timeline=1):
@@ -326,7 +326,7 @@ def test_fault_refuse_says_available_then_refuses(net, ssh_key):
 def test_fault_garbage_credentials_do_not_decrypt(net, ssh_key):
     net.fault(6, "garbage")
     messages = []
-    for _ in range(2):
+    for _attempt in range(2):
         private_pem, public_pem, reply = allocate(net, 6, ssh_key[1])
         assert reply.status is True
         with pytest.raises(CryptoError) as caught:
