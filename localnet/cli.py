@@ -81,7 +81,8 @@ def _own_users(layout, users):
 
 
 def _stop(layout, record):
-    """Stop the processes and remove the users a run recorded; return what could not be stopped."""
+    """Stop the processes and remove the users a run recorded (those that exist and are its own);
+    return what could not be stopped."""
     idents = [record["pids"]["supervisor"]] if record["pids"].get("supervisor") else []
     idents += list(record["pids"].get("sshd", {}).values())
     users = _own_users(layout, record.get("users", []))
@@ -164,23 +165,23 @@ def cmd_up(args):
     seed.write_env(layout)
 
     pids = {"supervisor": None, "sshd": {}}
-    created = []
+    users = [layout.user(uid) for uid in layout.miner_uids]
+    # Recorded before anything starts, so `down` or the next `up` cleans a crash at any point.
+    _write_record(layout, pids, users)
     try:
         for uid in layout.miner_uids:
             miner_box = box.Box(layout, uid)
             miner_box.create_user()
-            created.append(miner_box.user)
             miner_box.prepare_sshd()
             faults.write_fault(layout, uid, faults.Fault())
         for uid in layout.miner_uids:
             pids["sshd"][str(uid)] = procs.identity(box.Box(layout, uid).start_sshd())
-        # Record before waiting, so a crash here is cleaned by the next up or down.
-        _write_record(layout, pids, created)
+        _write_record(layout, pids, users)
         pids["supervisor"] = procs.identity(_spawn_supervisor(layout))
-        _write_record(layout, pids, created)
+        _write_record(layout, pids, users)
         _wait_ready(layout, pids)
     except BaseException:
-        _stop(layout, {"pids": pids, "users": created})
+        _stop(layout, {"pids": pids, "users": users})
         if os.path.exists(layout.record_file):
             os.unlink(layout.record_file)
         raise
