@@ -320,7 +320,7 @@ def parser():
     state(fault)
     fault.add_argument("miner", help="uid or hotkey")
     fault.add_argument("mode", choices=faults.MODES)
-    fault.add_argument("seconds", nargs="?", type=float, help="delay for slow")
+    fault.add_argument("seconds", nargs="?", type=float, help="delay for slow and late")
     fault.set_defaults(handler=cmd_fault)
     return top
 

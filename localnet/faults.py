@@ -4,7 +4,8 @@ import os
 
 from localnet.layout import write_file
 
-MODES = ("healthy", "unresponsive", "slow", "refuse", "garbage", "offline")
+MODES = ("healthy", "unresponsive", "slow", "late", "refuse", "garbage", "offline")
+TIMED_MODES = ("slow", "late")
 # Longer than any sane dendrite timeout; `down` kills the supervisor, so nothing waits on it.
 UNRESPONSIVE_SECONDS = 3600.0
 
@@ -13,20 +14,25 @@ class Fault:
     def __init__(self, mode="healthy", seconds=0.0):
         if mode not in MODES:
             raise ValueError("unknown fault %r; expected one of %s" % (mode, ", ".join(MODES)))
-        if mode == "slow" and seconds <= 0:
-            raise ValueError("fault slow needs a positive number of SECONDS")
+        if mode in TIMED_MODES and seconds <= 0:
+            raise ValueError("fault %s needs a positive number of SECONDS" % mode)
         self.mode = mode
-        self.seconds = float(seconds) if mode == "slow" else 0.0
+        self.seconds = float(seconds) if mode in TIMED_MODES else 0.0
 
     def __str__(self):
-        return "slow %g" % self.seconds if self.mode == "slow" else self.mode
+        return "%s %g" % (self.mode, self.seconds) if self.mode in TIMED_MODES else self.mode
 
     @property
     def delay(self):
-        """Seconds to wait before answering."""
+        """Seconds to wait before handling the request."""
         if self.mode == "unresponsive":
             return UNRESPONSIVE_SECONDS
-        return self.seconds
+        return self.seconds if self.mode == "slow" else 0.0
+
+    @property
+    def reply_delay(self):
+        """Seconds to wait after handling, before answering: the miner acted, the answer is late."""
+        return self.seconds if self.mode == "late" else 0.0
 
 
 def fault_file(layout, uid):

@@ -135,10 +135,10 @@ def ssh_with_password(host, port, user, password):
         capture_output=True, text=True, timeout=30, check=False)
 
 
-def allocate(net, uid, ssh_public_key, timeline=1):
+def allocate(net, uid, ssh_public_key, timeline=1, timeout=TIMEOUT):
     private_pem, public_pem = _crypto.generate_key_pair()
     reply = net.query.allocate(net.neurons[uid], {}, timeline, public_pem,
-                               _protocol.docker_requirement(ssh_key=ssh_public_key), TIMEOUT)
+                               _protocol.docker_requirement(ssh_key=ssh_public_key), timeout)
     return private_pem, public_pem, reply
 
 
@@ -312,6 +312,17 @@ def test_fault_slow_answers_late(net):
     assert reply.status is True and reply.elapsed >= 2.0
     net.fault(4, "healthy")
     assert net.query.check_available([net.neurons[4]], TIMEOUT)[0].elapsed < 2.0
+
+
+def test_fault_late_grants_then_answers_after_the_timeout(net, ssh_key):
+    net.fault(4, "late", "3")
+    _private, public_pem, reply = allocate(net, 4, ssh_key[1], timeout=1.0)
+    # The client heard nothing, yet the miner holds the allocation for the client's key.
+    assert not reply.answered and reply.status_code == 408
+    assert net.miner(4)["allocated"] is True
+    net.fault(4, "healthy")
+    assert net.query.still_allocated(net.neurons[4], public_pem, TIMEOUT).status is True
+    assert net.query.deallocate(net.neurons[4], public_pem, TIMEOUT).status is True
 
 
 def test_fault_refuse_says_available_then_refuses(net, ssh_key):
