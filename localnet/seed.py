@@ -3,9 +3,11 @@
 import json
 import os
 import shlex
+import sys
 import time
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _network, _store
+from localnet import _collection
 from localnet.layout import MINER_HOTKEY, NETUID, NETWORK, OPERATOR_HOTKEY, OPERATOR_WALLET, write_file
 
 GIB = 1024 ** 3
@@ -103,6 +105,10 @@ def seed_database(layout, keys):
         # Miners of an earlier, different network are no longer registered.
         for table, column in (("miner_details", "hotkey"), ("stats", "hotkey"), ("miner", "ss58_address")):
             connection.execute("DELETE FROM %s WHERE %s NOT IN (%s)" % (table, column, marks), hotkeys)
+        # Every miner starts free, so no allocation of an earlier run is still held.
+        for table in ("allocation", "nicompute_allocation"):
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone():
+                connection.execute("DELETE FROM %s" % table)
         now = time.strftime("%Y-%m-%d %H:%M:%S")
         for uid in layout.miner_uids:
             hotkey = keys[uid][0]
@@ -121,6 +127,15 @@ def seed_database(layout, keys):
     os.chmod(layout.db_path, 0o600)
 
 
+def write_control_script(layout):
+    """STATE_DIR/localnet: `localnet status|fault|down` for this network from anywhere (tests use it)."""
+    path = os.path.join(layout.state_dir, "localnet")
+    write_file(path, "#!/bin/sh\n# Drives the localnet in this directory.\ncd %s && exec %s -m localnet \"$@\" --state-dir %s\n"
+               % (shlex.quote(_collection.REPO_ROOT), shlex.quote(sys.executable), shlex.quote(layout.state_dir)),
+               mode=0o755)
+    return path
+
+
 def write_env(layout):
     settings = {
         "NICOMPUTE_NETWORK": NETWORK,
@@ -132,6 +147,7 @@ def write_env(layout):
         "NICOMPUTE_DB_PATH": layout.db_path,
         "NICOMPUTE_WANDB_MODE": "disabled",
         "NICOMPUTE_LOCALNET_STATE_DIR": layout.state_dir,
+        "NICOMPUTE_LOCALNET_CTL": write_control_script(layout),
     }
     write_file(layout.env_file, "".join("%s=%s\n" % (key, shlex.quote(value)) for key, value in settings.items()),
                mode=0o600)

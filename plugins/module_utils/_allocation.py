@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _protocol
@@ -21,6 +22,16 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
 from ansible_collections.neuralinternet.compute.plugins.module_utils._ss58 import is_ss58_address
 
 SSH_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
+
+
+def read_ssh_public_key(value):
+    """The key text, from the option's text or the file it names."""
+    if value and not value.lstrip().startswith(SSH_KEY_PREFIXES):
+        path = os.path.expanduser(value)
+        if os.path.isfile(path):
+            with open(path) as handle:
+                return handle.read().strip()
+    return (value or "").strip()
 
 
 @dataclass

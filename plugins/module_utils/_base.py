@@ -33,7 +33,7 @@ def base_argument_spec():
         network=_option("str", "finney"),
         netuid=_option("int", 27),
         wallet_name=_option("str", "default"),
-        wallet_hotkey=_option("str", "default"),
+        wallet_hotkey=_option("str", "default", no_log=False),
         wallet_path=_option("path", "~/.bittensor/wallets"),
         metagraph_file=_option("path"),
         metagraph_cache_ttl=_option("int", 300),

@@ -23,7 +23,7 @@ description:
   - Idempotent by O(name) - when an allocation with this name is still held by its miner it is
     returned unchanged.
 author:
-  - neuralinternet.compute contributors
+  - neuralinternet.compute contributors (@neuralinternet)
 extends_documentation_fragment:
   - neuralinternet.compute.nicompute
   - neuralinternet.compute.nicompute.attributes
@@ -145,18 +145,66 @@ allocation:
   returned: success
   type: dict
   contains:
-    name: {description: Label of the allocation., type: str, returned: success, sample: training-box}
-    hotkey: {description: Miner hotkey., type: str, returned: success, sample: 5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX}
-    uid: {description: Miner uid on the subnet., type: int, returned: success, sample: 12}
-    ip: {description: Address of the box (the miner's axon IP)., type: str, returned: success, sample: 203.0.113.7}
-    port: {description: SSH port of the box., type: int, returned: success, sample: 4444}
-    username: {description: Login user., type: str, returned: success, sample: root}
-    resource: {description: Lower-cased first GPU name, as upstream records it., type: str, returned: success, sample: nvidia h100 80gb hbm3}
-    state: {description: Record state., type: str, returned: success, sample: active}
-    created_at: {description: Unix time the allocation was requested., type: float, returned: success, sample: 1764075600.0}
-    timeline: {description: Days requested., type: int, returned: success, sample: 2}
-    ssh_command: {description: A command that logs in., type: str, returned: success, sample: ssh -p 4444 root@203.0.113.7}
-    password: {description: Login password; only when O(return_password=true)., type: str, returned: when requested, sample: Ab3dE5gH7j}
+    name:
+      description: Label of the allocation.
+      type: str
+      returned: success
+      sample: training-box
+    hotkey:
+      description: Miner hotkey.
+      type: str
+      returned: success
+      sample: 5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX
+    uid:
+      description: Miner uid on the subnet.
+      type: int
+      returned: success
+      sample: 12
+    ip:
+      description: Address of the box (the miner's axon IP).
+      type: str
+      returned: success
+      sample: 203.0.113.7
+    port:
+      description: SSH port of the box.
+      type: int
+      returned: success
+      sample: 4444
+    username:
+      description: Login user.
+      type: str
+      returned: success
+      sample: root
+    resource:
+      description: Lower-cased first GPU name, as upstream records it.
+      type: str
+      returned: success
+      sample: nvidia h100 80gb hbm3
+    state:
+      description: Record state.
+      type: str
+      returned: success
+      sample: active
+    created_at:
+      description: Unix time the allocation was requested.
+      type: float
+      returned: success
+      sample: 1764075600.0
+    timeline:
+      description: Days requested.
+      type: int
+      returned: success
+      sample: 2
+    ssh_command:
+      description: A command that logs in.
+      type: str
+      returned: success
+      sample: ssh -p 4444 root@203.0.113.7
+    password:
+      description: Login password; only when O(return_password=true).
+      type: str
+      returned: when requested
+      sample: Ab3dE5gH7j
 candidates:
   description: Available miners in ranked order (the plan in check mode).
   returned: when miners were ranked
@@ -188,8 +236,6 @@ wandb:
   sample: {mode: disabled, published: false, error: null}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._base import (
@@ -200,19 +246,10 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._base impor
 from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
     AllocationRequest,
     allocate,
+    read_ssh_public_key,
 )
 
 REQUIREMENT_OPTIONS = ("gpu_type", "gpu_memory", "gpu_count", "cpu_count", "ram", "disk")
-
-
-def read_ssh_public_key(value):
-    """The key text, from the option's text or the file it names."""
-    if value and not value.lstrip().startswith(("ssh-", "ecdsa-", "sk-")):
-        path = os.path.expanduser(value)
-        if os.path.isfile(path):
-            with open(path) as handle:
-                return handle.read().strip()
-    return (value or "").strip()
 
 
 def build_request(params):
@@ -236,7 +273,7 @@ def define_module():
     argument_spec = base_argument_spec()
     argument_spec.update(
         name=dict(type="str", required=True),
-        hotkey=dict(type="str"),
+        hotkey=dict(type="str", no_log=False),
         gpu_type=dict(type="str"),
         gpu_memory=dict(type="float"),
         gpu_count=dict(type="int"),
@@ -251,7 +288,7 @@ def define_module():
         allocate_timeout=dict(type="float", default=30),
         max_attempts=dict(type="int", default=3),
         key_size=dict(type="int", default=2048, choices=[2048, 3072, 4096]),
-        return_password=dict(type="bool", default=False),
+        return_password=dict(type="bool", default=False, no_log=False),
     )
     return AnsibleModule(
         argument_spec=argument_spec,

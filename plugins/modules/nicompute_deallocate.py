@@ -16,7 +16,7 @@ description:
     the task fails, so that a later run can retry; nothing is silently forgotten.
   - A miner that answers that it no longer holds the key (the timeline ended) counts as released.
 author:
-  - neuralinternet.compute contributors
+  - neuralinternet.compute contributors (@neuralinternet)
 extends_documentation_fragment:
   - neuralinternet.compute.nicompute
   - neuralinternet.compute.nicompute.attributes
@@ -102,7 +102,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._base impor
 def define_module():
     argument_spec = base_argument_spec()
     argument_spec.update(
-        hotkeys=dict(type="list", elements="str"),
+        hotkeys=dict(type="list", elements="str", no_log=False),
         names=dict(type="list", elements="str"),
         force=dict(type="bool", default=False),
         timeout=dict(type="float", default=12),

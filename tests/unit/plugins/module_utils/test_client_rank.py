@@ -22,7 +22,7 @@ def specs(name, mib, count):
     return json.dumps({
         "cpu": {"count": 32, "frequency": 2450.0},
         "gpu": {"count": count, "capacity": mib * count,
-                "details": [{"name": name, "capacity": mib} for _ in range(count)]},
+                "details": [{"name": name, "capacity": mib} for _attempt in range(count)]},
         "hard_disk": {"total": 2e12, "free": 1.5e12, "used": 5e11},
         "ram": {"total": 2.2e12, "available": 2.1e12, "used": 1e11},
         "has_docker": True,
@@ -55,7 +55,7 @@ def client(tmp_path):
     conn.execute("INSERT INTO allocation (hotkey, details) VALUES ('hk-taken', '{}')")
     neurons = [Neuron(uid=uid, hotkey=hotkey, coldkey="ck", stake=0.0, incentive=incentive,
                       ip="127.0.0.%d" % (10 + uid), port=8091)
-               for uid, hotkey, _d, _s, incentive in MINERS]
+               for uid, hotkey, _details, _score, incentive in MINERS]
     neurons.append(Neuron(uid=9, hotkey="hk-not-serving", coldkey="ck", stake=0.0, incentive=0.9,
                           ip="0.0.0.0", port=0))
     snapshot = str(tmp_path / "metagraph.json")

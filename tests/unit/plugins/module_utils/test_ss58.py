@@ -33,6 +33,6 @@ def test_invalid_addresses(address):
 def test_agrees_with_bittensor_keypairs():
     from bittensor_wallet import Keypair
 
-    for _ in range(5):
+    for _attempt in range(5):
         keypair = Keypair.create_from_mnemonic(Keypair.generate_mnemonic())
         assert is_ss58_address(keypair.ss58_address)
