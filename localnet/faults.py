@@ -29,10 +29,10 @@ class Fault:
             return UNRESPONSIVE_SECONDS
         return self.seconds if self.mode == "slow" else 0.0
 
-    @property
-    def reply_delay(self):
-        """Seconds to wait after handling, before answering: the miner acted, the answer is late."""
-        return self.seconds if self.mode == "late" else 0.0
+    def reply_delay(self, fields):
+        """Seconds to wait after handling an allocate request: the miner granted, the answer is late."""
+        allocating = not fields["checking"] and not fields["docker_change"] and fields["timeline"] > 0
+        return self.seconds if self.mode == "late" and allocating else 0.0
 
 
 def fault_file(layout, uid):

@@ -54,8 +54,8 @@ class MinerServer:
                 await asyncio.sleep(fault.delay)
             fields = dict((name, getattr(synapse, name)) for name in FIELD_NAMES)
             synapse.output = await asyncio.get_running_loop().run_in_executor(executor, miner.handle, fields, fault)
-            if fault.reply_delay:
-                await asyncio.sleep(fault.reply_delay)
+            if fault.reply_delay(fields):
+                await asyncio.sleep(fault.reply_delay(fields))
             return synapse
 
         def blacklist(synapse: allocate_class) -> typing.Tuple[bool, str]:
