@@ -134,6 +134,7 @@ class ComputeClient:
     def rank(self, requirement=None, hotkey=None):
         """Every miner as a candidate or a rejection with its reason, best candidate first."""
         ranking = Ranking()
+        requirement = requirement or DeviceRequirement.from_options()
         specs_by_hotkey = self.store.miner_specs()
         scores = self.store.scores()
         penalized = self.store.penalized()
