@@ -138,8 +138,8 @@ write_integration_config() {
     # ansible-test passes only a fixed list of environment variables to targets, so the localnet
     # environment reaches them as variables: each NAME=value in .localnet/env becomes `name`
     # (lower case), and `nicompute_env` holds them all for an `environment:` keyword.
-    # `localnet_root` and `localnet_python` let a target run `python -m localnet fault ...`.
-    "$PY" - .localnet/env "$COPY/tests/integration/integration_config.yml" "$ROOT" "$PY" <<'PY'
+    # NICOMPUTE_LOCALNET_CTL (`nicompute_localnet_ctl`) lets a target drive localnet's faults.
+    "$PY" - .localnet/env "$COPY/tests/integration/integration_config.yml" <<'PY'
 import os, re, sys, json
 names = []
 for line in open(sys.argv[1]):
@@ -149,7 +149,6 @@ for line in open(sys.argv[1]):
 env = {n: os.environ[n] for n in names}
 config = {n.lower(): v for n, v in env.items()}
 config["nicompute_env"] = env
-config["localnet_root"], config["localnet_python"] = sys.argv[3], sys.argv[4]
 with open(sys.argv[2], "w") as out:
     json.dump(config, out, indent=2, sort_keys=True)  # JSON is YAML
 PY
