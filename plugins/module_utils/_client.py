@@ -64,11 +64,11 @@ def _rank_key(candidate):
 class ComputeClient:
     """One operator's view of the subnet: their database, the metagraph and their hotkey."""
 
-    def __init__(self, settings, store=None, metagraph=None, network=None):
+    def __init__(self, settings, store=None, metagraph=None):
         self.settings = settings
         self._store = store
         self._metagraph = metagraph
-        self._network = network
+        self._network = None
         self._neurons = None
         self._keypair = None
         self._query = None
