@@ -107,7 +107,8 @@ attributes:
     support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+    support: full
+    details: The allocation (without secrets) that was or would be made, or the allocations that were or would be released.
   action_group:
     description: Use C(group/neuralinternet.compute.nicompute) in C(module_defaults) to set defaults for this module.
     support: full

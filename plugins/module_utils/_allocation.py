@@ -104,8 +104,9 @@ def allocate(settings, request, check_mode=False):
     requirement = request.validate()
     client = ComputeClient(settings)
     client.check_caller()
-    result = {"changed": False, "reconciled": client.reconcile(request.allocate_timeout)}
-    record, warning = client.live_allocation(request.name, request.check_timeout)
+    reconciled = client.reconcile(request.check_timeout, check_mode)
+    result = {"changed": any(item["changed"] for item in reconciled), "reconciled": reconciled}
+    record, warning = client.live_allocation(request.name, request.check_timeout, check_mode)
     if warning:
         result["warnings"] = [warning]
     if record is not None:
@@ -116,7 +117,12 @@ def allocate(settings, request, check_mode=False):
         return result
     if check_mode:
         ranking = client.check_availability(client.rank(requirement, request.hotkey), request.check_timeout)
-        result.update(ranking.report(), changed=bool(ranking.candidates), allocation=None)
+        result.update(ranking.report(), allocation=None)
+        if ranking.candidates:
+            best = ranking.candidates[0].describe()
+            result.update(changed=True, diff={"before": {}, "after": {"name": request.name, "hotkey": best["hotkey"],
+                                                                      "uid": best["uid"],
+                                                                      "resource": best["resource"]}})
         return result
     record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
                                      request.docker_requirement(), request.check_timeout,
@@ -127,8 +133,9 @@ def allocate(settings, request, check_mode=False):
                            "%d attempts failed" % (request.name, len(report["candidates"]),
                                                    len(report["rejected"]), len(report["attempts"])),
                            **report)
-    result.update(changed=True, allocation=allocation_view(record, request.return_password),
-                  wandb=client.publish())
+    view = allocation_view(record, request.return_password)
+    result.update(changed=True, allocation=view, wandb=client.publish(),
+                  diff={"before": {}, "after": dict((k, v) for k, v in view.items() if k != "password")})
     return result
 
 
@@ -144,13 +151,16 @@ def deallocate(settings, hotkeys, names, force=False, timeout=12.0, check_mode=F
     if unknown and not records and not absent:
         raise BadInput("none of the hotkeys is allocated or known on netuid %s: %s"
                        % (settings.netuid, ", ".join(unknown)), unknown=unknown)
-    result = {"changed": bool(records), "unknown": unknown, "absent": absent}
+    result = {"changed": bool(records), "unknown": unknown, "absent": absent,
+              "diff": {"before": {"allocations": sorted(r.name or r.hotkey for r in records)}, "after": {}}}
     if check_mode:
         result["deallocations"] = [{"hotkey": r.hotkey, "name": r.name, "result": "would release"}
                                    for r in records]
         return result
     outcomes = [client.deallocate(record, timeout, force) for record in records]
     result["deallocations"] = outcomes
+    kept = sorted(o["name"] or o["hotkey"] for o in outcomes if o["result"] == "failed")
+    result["diff"]["after"] = {"allocations": kept} if kept else {}
     result["changed"] = any(o["result"] != "failed" for o in outcomes)
     warnings = [o["warning"] for o in outcomes if o.get("warning")]
     if warnings:

@@ -182,7 +182,7 @@ class ComputeClient:
         return ranking
 
     # -- allocation
-    def live_allocation(self, name, timeout):
+    def live_allocation(self, name, timeout, check_mode=False):
         """The active allocation called name, or None once its miner no longer holds it.
 
         Returns (record, warning): a miner that does not answer keeps the record.
@@ -196,7 +196,8 @@ class ComputeClient:
         reply = self.query.still_allocated(neuron, record.regkey, timeout)
         if reply.status is False:
             # Expired or released miner-side: the record is stale.
-            self.store.remove(record.hotkey)
+            if not check_mode:
+                self.store.remove(record.hotkey)
             return None, None
         if reply.status is None:
             return record, "miner %s did not confirm the allocation: %s" % (record.hotkey, reply.describe())
@@ -257,24 +258,26 @@ class ComputeClient:
             self.store.mark_releasing(neuron.hotkey, "%s; release unanswered: %s" % (why, reply.describe()))
             attempt["kept_for_retry"] = True
 
-    def reconcile(self, timeout):
-        """Settle records a crashed or interrupted run left behind; returns what was done."""
+    def reconcile(self, timeout, check_mode=False):
+        """Settle records a crashed or interrupted run left behind; returns what was (or would be) done."""
         outcomes = []
         for record in self.store.allocations(state="pending") + self.store.allocations(state="releasing"):
             neuron = self.neurons().get(record.hotkey)
-            item = {"hotkey": record.hotkey, "name": record.name, "state": record.state}
+            item = {"hotkey": record.hotkey, "name": record.name, "state": record.state, "changed": False}
             if neuron is None:
                 item["result"] = "kept: the miner left the metagraph"
-                outcomes.append(item)
-                continue
-            reply = self.query.deallocate(neuron, record.regkey, timeout)
-            if reply.answered:
-                # True: released now; False: the miner no longer holds this key (never granted or expired).
-                self.store.remove(record.hotkey)
-                item["result"] = "released" if reply.status else "not held by the miner; record dropped"
+            elif check_mode:
+                item.update(result="would ask the miner to release this key", changed=True)
             else:
-                self.store.mark_releasing(record.hotkey, "reconcile: %s" % reply.describe())
-                item["result"] = "kept for retry: %s" % reply.describe()
+                reply = self.query.deallocate(neuron, record.regkey, timeout)
+                if reply.answered:
+                    # True: released now; False: the miner no longer holds this key (never granted or expired).
+                    self.store.remove(record.hotkey)
+                    item.update(changed=True, result="released" if reply.status
+                                else "not held by the miner; record dropped")
+                else:
+                    self.store.mark_releasing(record.hotkey, "reconcile: %s" % reply.describe())
+                    item["result"] = "kept for retry: %s" % reply.describe()
             outcomes.append(item)
         return outcomes
 

@@ -228,7 +228,7 @@ reconciled:
   returned: always
   type: list
   elements: dict
-  sample: [{hotkey: 5F3..., name: training-box, state: pending, result: released}]
+  sample: [{hotkey: 5F3..., name: training-box, state: pending, result: released, changed: true}]
 wandb:
   description: Outcome of publishing the allocated hotkeys to W&B.
   returned: when changed
