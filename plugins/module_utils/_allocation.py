@@ -129,8 +129,9 @@ def allocate(settings, request, check_mode=False):
                                      request.allocate_timeout, request.max_attempts, request.key_size)
     result.update(report)
     if record is None:
-        raise MinerRefused("no miner could be allocated for %r: %d candidates available, %d rejected, "
-                           "%d attempts failed" % (request.name, len(report["candidates"]),
+        wanted = "miner %s" % request.hotkey if request.hotkey else requirement.describe()
+        raise MinerRefused("no miner could be allocated for %r (%s): %d candidates available, %d rejected, "
+                           "%d attempts failed" % (request.name, wanted, len(report["candidates"]),
                                                    len(report["rejected"]), len(report["attempts"])),
                            **report)
     view = allocation_view(record, request.return_password)

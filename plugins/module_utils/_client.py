@@ -261,7 +261,7 @@ class ComputeClient:
     def reconcile(self, timeout, check_mode=False):
         """Settle records a crashed or interrupted run left behind; returns what was (or would be) done."""
         outcomes = []
-        for record in self.store.allocations(state="pending") + self.store.allocations(state="releasing"):
+        for record in self.store.pending() + self.store.allocations(state="releasing"):
             neuron = self.neurons().get(record.hotkey)
             item = {"hotkey": record.hotkey, "name": record.name, "state": record.state, "changed": False}
             if neuron is None:
