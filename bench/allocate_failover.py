@@ -22,12 +22,7 @@ import sys
 import tempfile
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from localnet import _collection  # noqa: E402
-
-_collection.ensure_importable()
+from localnet_cmd import localnet
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import (  # noqa: E402
     _allocation,
@@ -38,7 +33,10 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._client imp
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (  # noqa: E402
     DeviceRequirement,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import (  # noqa: E402
+    ENV_FALLBACKS,
+    Settings,
+)
 
 # Away from the default 127.0.0.x / nicm users and from bench/localnet_up.py's 127.0.29 / nibn.
 OPTIONS = ["--ip-prefix", "127.0.3", "--user-prefix", "nicb"]
@@ -47,23 +45,6 @@ FAULTED = 8
 REQUIREMENTS = {"cpu_count": 1}
 ALLOCATE_TIMEOUT = 10.0
 MAX_ATTEMPTS = 3
-SETTINGS_FROM_ENV = {
-    "db_path": "NICOMPUTE_DB_PATH",
-    "metagraph_file": "NICOMPUTE_METAGRAPH_FILE",
-    "network": "NICOMPUTE_NETWORK",
-    "netuid": "NICOMPUTE_NETUID",
-    "wallet_name": "NICOMPUTE_WALLET_NAME",
-    "wallet_hotkey": "NICOMPUTE_WALLET_HOTKEY",
-    "wallet_path": "NICOMPUTE_WALLET_PATH",
-    "wandb_mode": "NICOMPUTE_WANDB_MODE",
-}
-
-
-def localnet(*args):
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "localnet"] + list(args), cwd=REPO_ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
 
 
 def read_env(path):
@@ -83,9 +64,11 @@ def read_env(path):
 
 
 def settings_from_env(env):
-    params = dict((option, env.get(name)) for option, name in SETTINGS_FROM_ENV.items())
-    if params["netuid"] is not None:
-        params["netuid"] = int(params["netuid"])
+    # The same option -> environment variable table the modules fall back to.
+    params = dict((option, env.get(names[0])) for option, names in ENV_FALLBACKS.items())
+    for option in ("netuid", "metagraph_cache_ttl", "wandb_timeout"):
+        if params[option] is not None:
+            params[option] = int(params[option])
     return Settings.from_params(params)
 
 

@@ -7,29 +7,16 @@ Not part of the test suite.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from localnet import _collection  # noqa: E402
-
-_collection.ensure_importable()
+from localnet_cmd import localnet
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
 
 # Away from the default 127.0.0.x and nicm users, so a running localnet is left alone.
 OPTIONS = ["--ip-prefix", "127.0.29", "--user-prefix", "nibn"]
-
-
-def localnet(*args):
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "localnet"] + list(args), cwd=REPO_ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
 
 
 def measure(miners):

@@ -206,14 +206,13 @@ def load_hotkey(wallet_name, wallet_hotkey, wallet_path):
     """The wallet's hotkey keypair; NotFound with the path when the wallet or hotkey is missing."""
     bt = bittensor()
     path = os.path.expanduser(wallet_path)
-    wallet = bt.Wallet(name=wallet_name, hotkey=wallet_hotkey, path=path)
     hotkey_file = os.path.join(path, wallet_name, "hotkeys", wallet_hotkey)
     if not os.path.isdir(os.path.join(path, wallet_name)):
         raise NotFound("wallet %r does not exist under %s" % (wallet_name, path))
     if not os.path.isfile(hotkey_file):
         raise NotFound("hotkey %r of wallet %r does not exist (%s)" % (wallet_hotkey, wallet_name, hotkey_file))
     try:
-        return wallet.get_hotkey()
+        return bt.Wallet(name=wallet_name, hotkey=wallet_hotkey, path=path).get_hotkey()
     except Exception as exc:
         raise BadInput("cannot load hotkey %r of wallet %r: %s" % (wallet_hotkey, wallet_name, exc))
 
