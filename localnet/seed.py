@@ -96,7 +96,7 @@ def write_metagraph(layout, keys):
 
 def seed_database(layout, keys):
     """Play the validator: its miner, miner_details and stats rows for this network's miners."""
-    connection = _store.connect(layout.db_path)
+    connection = _store.connect(layout.db_path, create=True)
     try:
         _store.ensure_upstream_schema(connection)
         hotkeys = [keys[uid][0] for uid in layout.miner_uids]

@@ -19,7 +19,7 @@ options:
     default: finney
   netuid:
     description:
-      - The subnet's netuid. NI Compute is C(27).
+      - The subnet's netuid. NI Compute is C(27). From C(0) to C(65535).
       - Falls back to E(NICOMPUTE_NETUID).
     type: int
     default: 27
@@ -45,23 +45,36 @@ options:
   metagraph_file:
     description:
       - A metagraph snapshot (JSON) to read instead of syncing from the chain. localnet
-        writes one; see C(docs/metagraph-snapshot.md) for the format.
+        writes one; see C(docs/metagraph-snapshot.md) for the format. It must exist.
       - Falls back to E(NICOMPUTE_METAGRAPH_FILE).
     type: path
   metagraph_cache_ttl:
     description:
       - Seconds a metagraph synced from the chain is reused from the on-disk cache
-        (C(~/.cache/nicompute)), so that consecutive tasks do not resync. C(0) disables the cache.
+        (C(~/.cache/nicompute)), so that consecutive tasks do not resync. C(0) disables the cache;
+        at most one week (C(604800)).
       - Falls back to E(NICOMPUTE_METAGRAPH_CACHE_TTL).
     type: int
     default: 300
   db_path:
     description:
-      - Path of the validator's SQLite database (upstream C(database.db)). Created with
-        mode C(0600) when missing; tables the collection does not own are never changed.
+      - Path of the validator's SQLite database (upstream C(database.db)). Tables the collection
+        does not own are never changed; missing ones are created.
+      - A missing file is an error (a typo must not start an empty database) unless
+        O(db_create=true).
+      - Before a task contacts any miner it checks that the file can be written and passes
+        C(PRAGMA quick_check); a read-only or damaged file fails the task with nothing changed.
+      - Many runs may share the file, and the validator process may write it at the same time.
       - Falls back to E(NICOMPUTE_DB_PATH), then to upstream's E(SQLITE_DB_PATH).
     type: path
     required: true
+  db_create:
+    description:
+      - Create O(db_path) (mode C(0600), with the validator's tables) when it does not exist.
+        In check mode nothing is created; the plan is made against an empty database.
+      - Falls back to E(NICOMPUTE_DB_CREATE).
+    type: bool
+    default: false
   wandb_mode:
     description:
       - How allocations and penalties are published to Weights & Biases.
@@ -90,10 +103,17 @@ options:
   wandb_timeout:
     description:
       - Seconds a W&B publication may take before it is abandoned (the allocation itself
-        stays recorded, and the next run publishes again).
+        stays recorded, and the next run publishes again). From C(1) to C(3600).
       - Falls back to E(NICOMPUTE_WANDB_TIMEOUT).
     type: int
     default: 30
+  wandb_dir:
+    description:
+      - Directory where the W&B client keeps its run files (created C(0700) when missing), instead
+        of the current directory, which may be a playbook's or an installed collection's.
+      - Falls back to E(NICOMPUTE_WANDB_DIR).
+    type: path
+    default: ~/.cache/nicompute/wandb
 requirements:
   - bittensor >= 10.5, < 11 (for tasks that contact miners)
   - cryptography

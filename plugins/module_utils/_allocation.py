@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _protocol
+from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked_float, checked_int
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
     BadInput,
@@ -53,13 +54,10 @@ class AllocationRequest:
         """The DeviceRequirement (None for a hotkey request); BadInput on any invalid option."""
         if not self.name or not self.name.strip():
             raise BadInput("name must not be empty")
-        if self.timeline is None or self.timeline <= 0:
-            raise BadInput("timeline must be a positive number of days, got %s" % self.timeline)
-        for option in ("check_timeout", "allocate_timeout"):
-            if getattr(self, option) <= 0:
-                raise BadInput("%s must be positive, got %s" % (option, getattr(self, option)))
-        if self.max_attempts < 1:
-            raise BadInput("max_attempts must be at least 1, got %s" % self.max_attempts)
+        self.timeline = checked_int("timeline", self.timeline)
+        self.check_timeout = checked_float("check_timeout", self.check_timeout)
+        self.allocate_timeout = checked_float("allocate_timeout", self.allocate_timeout)
+        self.max_attempts = checked_int("max_attempts", self.max_attempts)
         if self.ssh_public_key and not self.ssh_public_key.startswith(SSH_KEY_PREFIXES):
             raise BadInput("ssh_public_key is neither an OpenSSH public key nor a readable key file")
         given = dict((k, v) for k, v in self.requirements.items() if v is not None)
@@ -70,6 +68,15 @@ class AllocationRequest:
                 raise BadInput("hotkey %r is not a valid ss58 address" % self.hotkey)
             return None
         return DeviceRequirement.from_options(**self.requirements)
+
+    def identity(self, requirement):
+        """What this request asks for, kept with the allocation to compare with a rerun of its name."""
+        if requirement is None:
+            return {"hotkey": self.hotkey}
+        wanted = asdict(requirement)
+        if wanted["gpu_type"]:
+            wanted["gpu_type"] = wanted["gpu_type"].lower()
+        return {"requirements": wanted}
 
     def docker_requirement(self):
         return _protocol.docker_requirement(ssh_key=self.ssh_public_key, base_image=self.base_image,
@@ -99,20 +106,52 @@ def allocation_view(record, return_password=False):
     return view
 
 
+def _mismatch(record, request, wanted):
+    """Why the existing allocation record does not serve this request, or None."""
+    if request.hotkey and record.hotkey != request.hotkey:
+        return "it is on miner %s, not %s" % (record.hotkey, request.hotkey)
+    kept = record.request
+    if kept is None or kept == wanted:
+        return None
+    if "requirements" in kept and "requirements" in wanted:
+        differ = sorted(key for key in set(kept["requirements"]) | set(wanted["requirements"])
+                        if kept["requirements"].get(key) != wanted["requirements"].get(key))
+        return "it was made with %s; this task asks for %s" % (
+            ", ".join("%s=%s" % (key, kept["requirements"].get(key)) for key in differ),
+            ", ".join("%s=%s" % (key, wanted["requirements"].get(key)) for key in differ))
+    return "it was made %s; this task asks %s" % (_describe_identity(kept), _describe_identity(wanted))
+
+
+def _describe_identity(identity):
+    if "hotkey" in identity:
+        return "for miner %s" % identity["hotkey"]
+    return "by requirements"
+
+
 def allocate(settings, request, check_mode=False):
     """Run the allocate task; returns the module result or raises NiComputeError."""
     requirement = request.validate()
-    client = ComputeClient(settings)
+    settings.validate()
+    wanted = request.identity(requirement)
+    client = ComputeClient(settings, check_mode=check_mode)
     client.check_caller()
+    # Before any miner is contacted: a grant must never meet a database that cannot record it.
+    client.store.require_writable()
     reconciled = client.reconcile(request.check_timeout, check_mode)
     result = {"changed": any(item["changed"] for item in reconciled), "reconciled": reconciled}
     record, warning = client.live_allocation(request.name, request.check_timeout, check_mode)
     if warning:
         result["warnings"] = [warning]
     if record is not None:
-        if request.hotkey and record.hotkey != request.hotkey:
-            raise BadInput("allocation %r already exists on miner %s, not %s" % (request.name, record.hotkey,
-                                                                                 request.hotkey))
+        mismatch = _mismatch(record, request, wanted)
+        if mismatch:
+            raise BadInput("allocation %r already exists, but %s: release it first (nicompute_deallocate "
+                           "names=%s) or choose another name" % (request.name, mismatch, request.name),
+                           allocation=allocation_view(record))
+        if record.timeline is not None and record.timeline != request.timeline:
+            result.setdefault("warnings", []).append(
+                "allocation %r keeps its timeline of %s days; this task asks for %s (an allocation cannot be "
+                "extended)" % (request.name, record.timeline, request.timeline))
         result["allocation"] = allocation_view(record, request.return_password)
         return result
     if check_mode:
@@ -126,7 +165,7 @@ def allocate(settings, request, check_mode=False):
         return result
     record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
                                      request.docker_requirement(), request.check_timeout,
-                                     request.allocate_timeout, request.max_attempts, request.key_size)
+                                     request.allocate_timeout, request.max_attempts, request.key_size, wanted)
     result.update(report)
     if record is None:
         wanted = "miner %s" % request.hotkey if request.hotkey else requirement.describe()
@@ -140,14 +179,32 @@ def allocate(settings, request, check_mode=False):
     return result
 
 
-def deallocate(settings, hotkeys, names, force=False, timeout=12.0, check_mode=False):
-    """Run the deallocate task; failures to release are reported after every target was tried."""
-    for hotkey in hotkeys:
+def deallocation_targets(hotkeys, names):
+    """(hotkeys, names) stripped; BadInput for an empty entry or no target at all."""
+    targets = {}
+    for option, values in (("hotkeys", hotkeys), ("names", names)):
+        cleaned = [value.strip() if isinstance(value, str) else value for value in values or []]
+        if any(not isinstance(value, str) or not value for value in cleaned):
+            raise BadInput("%s has an empty entry (got %r): name each allocation to release" % (option, values),
+                           option=option)
+        targets[option] = cleaned
+    if not targets["hotkeys"] and not targets["names"]:
+        raise BadInput("nothing to release: give at least one hotkey or name")
+    for hotkey in targets["hotkeys"]:
         if not is_ss58_address(hotkey):
             raise BadInput("hotkey %r is not a valid ss58 address" % hotkey)
-    if timeout <= 0:
-        raise BadInput("timeout must be positive, got %s" % timeout)
-    client = ComputeClient(settings)
+    return targets["hotkeys"], targets["names"]
+
+
+def deallocate(settings, hotkeys, names, force=False, timeout=12.0, check_mode=False):
+    """Run the deallocate task; failures to release are reported after every target was tried."""
+    hotkeys, names = deallocation_targets(hotkeys, names)
+    if not isinstance(force, bool):
+        raise BadInput("force must be true or false, got %r" % (force,), option="force")
+    timeout = checked_float("timeout", timeout)
+    settings.validate()
+    client = ComputeClient(settings, check_mode=check_mode)
+    client.store.require_writable()
     records, unknown, absent = client.resolve_targets(hotkeys, names)
     if unknown and not records and not absent:
         raise BadInput("none of the hotkeys is allocated or known on netuid %s: %s"

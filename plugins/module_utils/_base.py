@@ -15,6 +15,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     NiComputeError,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import (
+    DEFAULT_WANDB_DIR,
     ENV_FALLBACKS,
     Settings,
 )
@@ -38,11 +39,13 @@ def base_argument_spec():
         metagraph_file=_option("path"),
         metagraph_cache_ttl=_option("int", 300),
         db_path=_option("path", required=True),
+        db_create=_option("bool", False),
         wandb_mode=_option("str", "auto", choices=["auto", "online", "offline", "disabled"]),
         wandb_api_key=_option("str", no_log=True),
         wandb_entity=_option("str", "neuralinternet"),
         wandb_project=_option("str", "opencompute"),
         wandb_timeout=_option("int", 30),
+        wandb_dir=_option("path", DEFAULT_WANDB_DIR),
     )
     for name, variables in ENV_FALLBACKS.items():
         spec[name]["fallback"] = (env_fallback, list(variables))

@@ -8,13 +8,17 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _protocol
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
+    Claimed,
     CryptoError,
     NotFound,
 )
+from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
     DeviceRequirement,
     gpu_summary,
@@ -23,6 +27,8 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
 
 DAY_SECONDS = 86400
+# Added to a claim's lease beyond the requests it covers: database waits, key generation, a slow host.
+LEASE_MARGIN_S = 60.0
 
 
 @dataclass
@@ -64,8 +70,10 @@ def _rank_key(candidate):
 class ComputeClient:
     """One operator's view of the subnet: their database, the metagraph and their hotkey."""
 
-    def __init__(self, settings, store=None, metagraph=None):
+    def __init__(self, settings, store=None, metagraph=None, check_mode=False):
         self.settings = settings
+        self.check_mode = check_mode
+        self.owner = Owner.current()
         self._store = store
         self._metagraph = metagraph
         self._network = None
@@ -78,7 +86,10 @@ class ComputeClient:
     @property
     def store(self):
         if self._store is None:
-            self._store = AllocationStore(self.settings.db_path)
+            path, create = self.settings.db_path, self.settings.db_create
+            # A dry run that would create the database plans against an empty one and writes nothing.
+            in_memory = create and self.check_mode and not os.path.exists(path)
+            self._store = AllocationStore(path, create=create, in_memory=in_memory)
         return self._store
 
     @property
@@ -136,6 +147,9 @@ class ComputeClient:
         ranking = Ranking()
         requirement = requirement or DeviceRequirement.from_options()
         specs_by_hotkey = self.store.miner_specs()
+        if not specs_by_hotkey and not hotkey:
+            raise NotFound("database %s holds no miner specs (table miner_details is empty): point db_path at the "
+                           "validator's database.db" % self.store.path, path=self.store.path)
         scores = self.store.scores()
         penalized = self.store.penalized()
         taken = set(a.hotkey for a in self.store.allocations())
@@ -197,36 +211,50 @@ class ComputeClient:
         if reply.status is False:
             # Expired or released miner-side: the record is stale.
             if not check_mode:
-                self.store.remove(record.hotkey)
+                self.store.remove(record.hotkey, record.regkey)
             return None, None
         if reply.status is None:
             return record, "miner %s did not confirm the allocation: %s" % (record.hotkey, reply.describe())
         return record, None
 
     def allocate(self, name, requirement, hotkey, timeline, docker_req, check_timeout,
-                 allocate_timeout, max_attempts, key_bits=2048):
-        """Allocate on the best available miner; returns (allocation, report)."""
+                 allocate_timeout, max_attempts, key_bits=2048, request=None):
+        """Allocate on the best available miner; returns (allocation, report).
+
+        A miner that another run claimed meanwhile is skipped like a busy one and costs no attempt.
+        """
         ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
         report = {"attempts": []}
         # a_hotkey: the miner gets upstream's minimal requirement and gives what it has.
         device_requirement = (requirement or DeviceRequirement.from_options()).to_wire()
-        for candidate in ranking.candidates[:max_attempts]:
-            outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
-                                        allocate_timeout, key_bits)
+        remaining, tried = list(ranking.candidates), []
+        while remaining and len(report["attempts"]) < max_attempts:
+            candidate = remaining.pop(0)
+            try:
+                outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
+                                            allocate_timeout, key_bits, request)
+            except Claimed as claimed:
+                ranking.reject(candidate, "claimed by another allocation meanwhile: %s" % claimed.message)
+                continue
+            tried.append(candidate)
             report["attempts"].append(outcome)
             if outcome["result"] == "allocated":
+                ranking.candidates = tried + remaining
                 report.update(ranking.report())
                 return self.store.get(hotkey=candidate.neuron.hotkey), report
+        ranking.candidates = tried + remaining
         report.update(ranking.report())
         return None, report
 
-    def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, timeout, key_bits):
+    def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, timeout, key_bits, request):
         neuron = candidate.neuron
         private_pem, public_pem = _crypto.generate_key_pair(key_bits)
-        # Written before the request: a process killed from here on leaves evidence to reconcile.
-        self.store.add_pending(name=name, hotkey=neuron.hotkey, uid=neuron.uid, ip=neuron.ip,
-                               regkey=public_pem, ssh_key=docker_req["ssh_key"],
-                               resource=candidate.resource, timeline=timeline)
+        # Claimed before the request, atomically: a process killed from here on leaves evidence to
+        # reconcile, and no other run asks this miner while the claim lives. The lease covers the
+        # request and a release after it.
+        self.store.claim(name=name, hotkey=neuron.hotkey, uid=neuron.uid, ip=neuron.ip, regkey=public_pem,
+                         ssh_key=docker_req["ssh_key"], resource=candidate.resource, timeline=timeline,
+                         owner=self.owner, lease_seconds=2 * timeout + LEASE_MARGIN_S, request=request)
         attempt = {"hotkey": neuron.hotkey, "uid": neuron.uid}
         reply = self.query.allocate(neuron, device_requirement, timeline, public_pem, docker_req, timeout)
         attempt["elapsed"] = round(reply.elapsed, 3)
@@ -238,11 +266,17 @@ class ComputeClient:
                 self._release_after_failure(neuron, public_pem, error.message, attempt, timeout)
                 return attempt
             credentials["port"] = _protocol.reply_port(reply.output, credentials.get("port"))
-            self.store.activate(neuron.hotkey, credentials)
+            try:
+                self.store.activate(neuron.hotkey, public_pem, credentials)
+            except NotFound as lost:
+                # Our claim was settled by another run while we waited (our lease ran out): give the box back.
+                attempt.update(result="released", reason="claim lost before the grant arrived: %s" % lost.message)
+                self._release_after_failure(neuron, public_pem, lost.message, attempt, timeout)
+                return attempt
             attempt["result"] = "allocated"
             return attempt
         if reply.status is False:
-            self.store.remove(neuron.hotkey)
+            self.store.remove(neuron.hotkey, public_pem)
             attempt.update(result="refused", reason="the miner refused the allocation")
             return attempt
         # No answer: the miner may still have granted it, so release with our key to be sure.
@@ -253,30 +287,44 @@ class ComputeClient:
     def _release_after_failure(self, neuron, public_pem, why, attempt, timeout):
         reply = self.query.deallocate(neuron, public_pem, timeout)
         if reply.answered:
-            self.store.remove(neuron.hotkey)
-        else:
-            self.store.mark_releasing(neuron.hotkey, "%s; release unanswered: %s" % (why, reply.describe()))
+            self.store.remove(neuron.hotkey, public_pem)
+            return
+        try:
+            self.store.mark_releasing(neuron.hotkey, public_pem, "%s; release unanswered: %s" % (why, reply.describe()))
             attempt["kept_for_retry"] = True
+        except NotFound:
+            # The record is gone (another run settled it): nothing to retry from here.
+            attempt["release_unconfirmed"] = reply.describe()
 
     def reconcile(self, timeout, check_mode=False):
-        """Settle records a crashed or interrupted run left behind; returns what was (or would be) done."""
+        """Settle records whose run is gone or whose lease expired; returns what was (or would be) done.
+
+        Records of live runs are left alone: they are theirs to finish.
+        """
         outcomes = []
+        now = time.time()
         for record in self.store.pending() + self.store.allocations(state="releasing"):
+            why = record.abandoned(now)
+            if why is None:
+                continue
             neuron = self.neurons().get(record.hotkey)
-            item = {"hotkey": record.hotkey, "name": record.name, "state": record.state, "changed": False}
+            item = {"hotkey": record.hotkey, "name": record.name, "state": record.state, "changed": False,
+                    "why": why}
             if neuron is None:
                 item["result"] = "kept: the miner left the metagraph"
             elif check_mode:
                 item.update(result="would ask the miner to release this key", changed=True)
+            elif self.store.take_over(record, self.owner, timeout + LEASE_MARGIN_S) is None:
+                continue  # another run took it first
             else:
                 reply = self.query.deallocate(neuron, record.regkey, timeout)
                 if reply.answered:
                     # True: released now; False: the miner no longer holds this key (never granted or expired).
-                    self.store.remove(record.hotkey)
+                    self.store.remove(record.hotkey, record.regkey)
                     item.update(changed=True, result="released" if reply.status
                                 else "not held by the miner; record dropped")
                 else:
-                    self.store.mark_releasing(record.hotkey, "reconcile: %s" % reply.describe())
+                    self.store.mark_releasing(record.hotkey, record.regkey, "reconcile: %s" % reply.describe())
                     item["result"] = "kept for retry: %s" % reply.describe()
             outcomes.append(item)
         return outcomes
@@ -310,19 +358,23 @@ class ComputeClient:
     def deallocate(self, record, timeout, force=False):
         """Release one allocation; the record is kept (releasing) when the miner does not answer."""
         item = {"hotkey": record.hotkey, "name": record.name}
+        if record.state == "pending" and record.abandoned(time.time()) is None:
+            item.update(result="failed", error="the allocation is still being made by %s; retry once it has "
+                        "finished" % record.owner.describe())
+            return item
         neuron = self.neurons().get(record.hotkey)
         reply = self.query.deallocate(neuron, record.regkey, timeout) if neuron and record.regkey else None
         if reply is not None and reply.answered:
-            self.store.remove(record.hotkey)
+            self.store.remove(record.hotkey, record.regkey)
             item["result"] = "released" if reply.status else "not held by the miner any more; record removed"
             return item
         why = reply.describe() if reply is not None else (
             "the miner is not in the metagraph" if neuron is None else "the record has no public key")
         if force:
-            self.store.remove(record.hotkey)
+            self.store.remove(record.hotkey, record.regkey)
             item.update(result="forgotten", warning="the miner did not confirm the release (%s); it keeps "
                         "the box until its timeline ends" % why)
             return item
-        self.store.mark_releasing(record.hotkey, why)
+        self.store.mark_releasing(record.hotkey, record.regkey, why)
         item.update(result="failed", error=why)
         return item

@@ -21,6 +21,10 @@ class BadInput(NiComputeError):
     """The caller's input is invalid; nothing was changed."""
 
 
+class Claimed(NiComputeError):
+    """Another allocation holds the miner (maybe another run's, still in flight): try the next one."""
+
+
 class NotFound(NiComputeError):
     """A wallet, hotkey, allocation or miner does not exist."""
 

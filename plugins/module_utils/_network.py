@@ -129,6 +129,8 @@ def read_snapshot(path, netuid=None):
         neurons = [_neuron_from_dict(item) for item in document["neurons"]]
     except FileNotFoundError:
         raise NotFound("metagraph snapshot %s does not exist" % path)
+    except OSError as exc:
+        raise BadInput("cannot read metagraph snapshot %s: %s" % (path, exc.strerror or exc))
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput("metagraph snapshot %s is malformed: %s" % (path, exc))
     if netuid is not None and int(document.get("netuid", netuid)) != int(netuid):

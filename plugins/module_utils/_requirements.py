@@ -12,8 +12,9 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 
+from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
 
 MIB = 2 ** 20
@@ -32,35 +33,6 @@ def _normalize_type(text):
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number(option, value, minimum, strictly_greater=False):
-    """A finite number (int, float or numeric string) within bounds, as Decimal; else BadInput."""
-    if isinstance(value, bool):
-        raise BadInput("%s must be a number, got a boolean" % option, option=option)
-    if isinstance(value, str):
-        text = value.strip()
-    elif _is_number(value):
-        text = repr(value)
-    else:
-        raise BadInput("%s must be a number, got %s" % (option, type(value).__name__), option=option)
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise BadInput("%s must be a number, got %r" % (option, value), option=option)
-    if not number.is_finite():
-        raise BadInput("%s must be a finite number, got %r" % (option, value), option=option)
-    if number < minimum or (strictly_greater and number == minimum):
-        relation = ">" if strictly_greater else ">="
-        raise BadInput("%s must be %s %s, got %s" % (option, relation, minimum, value), option=option)
-    return number
-
-
-def _integer(option, value, minimum):
-    number = _number(option, value, minimum)
-    if number != number.to_integral_value():
-        raise BadInput("%s must be a whole number, got %s" % (option, value), option=option)
-    return int(number)
 
 
 def _gb_to_bytes(gb):
@@ -111,16 +83,16 @@ class DeviceRequirement:
             gpu_type = gpu_type.strip() or None
             if gpu_type is not None and not _normalize_type(gpu_type):
                 raise BadInput("gpu_type %r names no GPU" % gpu_type, option="gpu_type")
-        memory = None if gpu_memory is None else _number("gpu_memory", gpu_memory, 0, strictly_greater=True)
+        memory = None if gpu_memory is None else checked("gpu_memory", gpu_memory)
         if gpu_count is not None:
-            count = _integer("gpu_count", gpu_count, 1)
+            count = int(checked("gpu_count", gpu_count))
         elif gpu_type is not None or memory is not None:
             count = 1
         else:
             count = 0
-        cpus = 1 if cpu_count is None else _integer("cpu_count", cpu_count, 1)
-        ram_gb = None if ram is None else _number("ram", ram, 0)
-        disk_gb = None if disk is None else _number("disk", disk, 0)
+        cpus = 1 if cpu_count is None else int(checked("cpu_count", cpu_count))
+        ram_gb = None if ram is None else checked("ram", ram)
+        disk_gb = None if disk is None else checked("disk", disk)
         return cls(gpu_type=gpu_type, gpu_memory=_plain(memory), gpu_count=count, cpu_count=cpus,
                    ram=_plain(ram_gb), disk=_plain(disk_gb))
 

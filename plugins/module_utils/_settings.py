@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked_int
+from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
+
 # option name -> environment variables consulted, in order, when the option is not set.
 ENV_FALLBACKS = {
     "network": ("NICOMPUTE_NETWORK",),
@@ -21,17 +24,21 @@ ENV_FALLBACKS = {
     "metagraph_file": ("NICOMPUTE_METAGRAPH_FILE",),
     "metagraph_cache_ttl": ("NICOMPUTE_METAGRAPH_CACHE_TTL",),
     "db_path": ("NICOMPUTE_DB_PATH", "SQLITE_DB_PATH"),
+    "db_create": ("NICOMPUTE_DB_CREATE",),
     "wandb_mode": ("NICOMPUTE_WANDB_MODE",),
     "wandb_api_key": ("NICOMPUTE_WANDB_API_KEY", "WANDB_API_KEY"),
     "wandb_entity": ("NICOMPUTE_WANDB_ENTITY",),
     "wandb_project": ("NICOMPUTE_WANDB_PROJECT",),
     "wandb_timeout": ("NICOMPUTE_WANDB_TIMEOUT",),
+    "wandb_dir": ("NICOMPUTE_WANDB_DIR",),
 }
+DEFAULT_WANDB_DIR = "~/.cache/nicompute/wandb"
 
 
 @dataclass
 class Settings:
     db_path: str
+    db_create: bool = False
     network: str = "finney"
     netuid: int = 27
     wallet_name: str = "default"
@@ -44,15 +51,32 @@ class Settings:
     wandb_entity: str = "neuralinternet"
     wandb_project: str = "opencompute"
     wandb_timeout: int = 30
+    wandb_dir: str = DEFAULT_WANDB_DIR
 
     @classmethod
     def from_params(cls, params):
         """Build from module or plugin parameters, ignoring the ones that are not shared."""
         known = dict((f.name, params[f.name]) for f in fields(cls) if params.get(f.name) is not None)
-        for key in ("db_path", "wallet_path", "metagraph_file"):
+        for key in ("db_path", "wallet_path", "metagraph_file", "wandb_dir"):
             if known.get(key):
                 known[key] = os.path.expanduser(known[key])
         return cls(**known)
+
+    def validate(self):
+        """BadInput naming the option when a setting cannot work; checks files, changes nothing."""
+        if not self.db_path or not str(self.db_path).strip():
+            raise BadInput("db_path must name the validator's database file", option="db_path")
+        if os.path.isdir(self.db_path):
+            raise BadInput("db_path %s is a directory, not a database file" % self.db_path, option="db_path")
+        for option in ("netuid", "metagraph_cache_ttl", "wandb_timeout"):
+            checked_int(option, getattr(self, option))
+        if self.metagraph_file:
+            if not os.path.exists(self.metagraph_file):
+                raise BadInput("metagraph_file %s does not exist" % self.metagraph_file, option="metagraph_file")
+            if not os.path.isfile(self.metagraph_file):
+                raise BadInput("metagraph_file %s is not a regular file" % self.metagraph_file,
+                               option="metagraph_file")
+        return self
 
     @property
     def effective_wandb_mode(self):

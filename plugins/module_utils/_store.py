@@ -9,6 +9,11 @@
 # timeout, runs in autocommit mode, and writes in short BEGIN IMMEDIATE transactions
 # that are retried on "database is locked". The journal mode is never touched, neither
 # for a file the validator made (it may be WAL) nor for one this store creates.
+#
+# Many runs share the file. A run claims a miner with one INSERT of a pending record that
+# names its owner (host, pid, process start time) and a lease; every later change matches
+# the allocation's own key (hotkey and public key), never the hotkey alone, and another
+# run takes a record over only once its owner is gone or its lease expired.
 
 from __future__ import annotations
 
@@ -21,9 +26,11 @@ from dataclasses import dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
     BadInput,
+    Claimed,
     NotFound,
     StoreError,
 )
+from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
 
 # The validator's own tables, exactly as upstream creates them. Created when missing,
 # never altered or dropped.
@@ -45,8 +52,12 @@ OWN_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS nicompute_allocation (hotkey TEXT PRIMARY KEY, name TEXT UNIQUE, "
     "state TEXT NOT NULL CHECK(state IN ('pending','active','releasing')), uid INTEGER, ip TEXT, "
     "regkey TEXT, ssh_key TEXT, resource TEXT, timeline INTEGER, created_at REAL, expires_at REAL, "
-    "error TEXT, uuid TEXT)",
+    "error TEXT, uuid TEXT, owner_host TEXT, owner_pid INTEGER, owner_started REAL, lease_until REAL, "
+    "request TEXT)",
 )
+# Columns added after the first release: a table made by an older version gets them on open.
+OWN_ADDED_COLUMNS = (("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("owner_started", "REAL"),
+                     ("lease_until", "REAL"), ("request", "TEXT"))
 STATES = ("pending", "active", "releasing")
 DETAILS_KEYS = ("username", "password", "port", "version", "ip", "resource", "regkey", "ssh_key", "uuid")
 CREDENTIAL_KEYS = ("username", "password", "port", "version")
@@ -56,12 +67,17 @@ LOCK_RETRIES = 3
 DAY_S = 86400.0
 
 _OWN_COLUMNS = ("hotkey", "name", "state", "uid", "ip", "regkey", "ssh_key", "resource", "timeline",
-                "created_at", "expires_at", "error", "uuid")
+                "created_at", "expires_at", "error", "uuid", "owner_host", "owner_pid", "owner_started",
+                "lease_until", "request")
+_RECORD_COLUMNS = _OWN_COLUMNS[:13]
 
 
-def connect(path):
-    """Open path (creating it 0600 when missing) with a busy timeout for a concurrent validator."""
+def connect(path, create=False):
+    """Open path with a busy timeout for a concurrent validator; create it (0600) only when asked."""
     if not os.path.exists(path):
+        if not create:
+            raise NotFound("database %s does not exist; point db_path at the validator's database.db, or set "
+                           "db_create=true to start a new one" % path, path=path)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -79,15 +95,29 @@ def ensure_upstream_schema(connection):
     _ensure(connection, UPSTREAM_SCHEMA)
 
 
+def _missing_columns(connection):
+    """ALTER statements for the bookkeeping columns an older version's table lacks."""
+    present = set(row[1] for row in connection.execute("PRAGMA table_info(%s)" % OWN_TABLE))
+    if not present:
+        return []
+    return ["ALTER TABLE %s ADD COLUMN %s %s" % (OWN_TABLE, name, kind)
+            for name, kind in OWN_ADDED_COLUMNS if name not in present]
+
+
 def _ensure(connection, statements):
     existing = _table_names(connection)
     # Only write when something is missing: a complete, read-only file stays readable.
     missing = [sql for sql in statements if sql.split()[5] not in existing]
-    if not missing:
+    if not missing and not _missing_columns(connection):
         return
     connection.execute("BEGIN IMMEDIATE")
     try:
-        for statement in missing:
+        # Read again under the write lock: a concurrent run may have just done it.
+        existing = _table_names(connection)
+        for statement in statements:
+            if statement.split()[5] not in existing:
+                connection.execute(statement)
+        for statement in _missing_columns(connection):
             connection.execute(statement)
         connection.execute("COMMIT")
     except BaseException:
@@ -132,22 +162,46 @@ class Allocation:
     expires_at: float | None = None
     error: str | None = None
     uuid: str | None = None
+    owner: Owner | None = None
+    lease_until: float | None = None
+    request: dict | None = None
     details: dict | None = field(default=None, repr=False)
     in_upstream: bool = False
+
+    def abandoned(self, now):
+        """Why another run may settle this pending or releasing record, or None while its run owns it."""
+        if self.state == "active":
+            return None
+        if self.lease_until is None or self.lease_until <= now:
+            return "its lease expired" if self.lease_until is not None else "it has no lease"
+        if self.owner is None:
+            return "it has no owner"
+        if self.owner.alive() is False:
+            return "its run (%s) is gone" % self.owner.describe()
+        return None
 
 
 class AllocationStore:
     """Allocations, specs, scores and the blacklist in a validator-compatible SQLite file."""
 
-    def __init__(self, path):
+    def __init__(self, path, create=False, in_memory=False):
+        """Open the database at path; NotFound when it is missing and create is false.
+
+        in_memory: an empty database that stands for path (a dry run that would create it).
+        """
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
             raise StoreError("database %s is a directory" % self.path, path=self.path)
         try:
-            self._connection = connect(self.path)
+            if in_memory:
+                self._connection = sqlite3.connect(":memory:", isolation_level=None)
+                self._connection.row_factory = sqlite3.Row
+            else:
+                self._connection = connect(self.path, create)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError("cannot open database %s: %s" % (self.path, exc), path=self.path)
         self.read_only = False
+        self._checked_writable = False
         with self._guard():
             try:
                 _ensure(self._connection, UPSTREAM_SCHEMA + OWN_SCHEMA)
@@ -156,6 +210,37 @@ class AllocationStore:
                     raise
                 # A read-only validator database can still be listed.
                 self.read_only = True
+
+    def require_writable(self):
+        """StoreError unless the file can be written and passes PRAGMA quick_check; changes nothing.
+
+        Called before any miner is contacted, so a grant never meets a database that cannot record it.
+        """
+        if self._checked_writable:
+            return
+        if self.read_only:
+            raise StoreError("database %s is read-only; nothing was changed" % self.path, path=self.path)
+        connection = self._connection
+        with self._guard():
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                # Writes no page, but SQLite refuses it on a file it cannot write.
+                connection.execute("DELETE FROM %s WHERE 0" % OWN_TABLE)
+            except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc).replace(" ", "").lower():
+                    raise StoreError("database %s is read-only; nothing was changed" % self.path, path=self.path)
+                raise
+            finally:
+                self._rollback()
+        try:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise StoreError("database %s is damaged (PRAGMA quick_check: %s); refusing to write to it. Restore "
+                             "it from a backup" % (self.path, "; ".join(problems)), path=self.path,
+                             quick_check=problems)
+        self._checked_writable = True
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -222,38 +307,67 @@ class AllocationStore:
             "SELECT %s FROM nicompute_allocation WHERE %s = ?" % (", ".join(_OWN_COLUMNS), column), (value,)
         ).fetchone()
 
+    def _own_row_for(self, connection, hotkey, regkey):
+        """This allocation's bookkeeping row: the hotkey and the public key must both match."""
+        row = self._own_row(connection, hotkey=hotkey)
+        return row if row is not None and row["regkey"] == regkey else None
+
     @staticmethod
     def _upstream_row(connection, hotkey):
         return connection.execute("SELECT hotkey, details FROM allocation WHERE hotkey = ?", (hotkey,)).fetchone()
 
-    def add_pending(self, name, hotkey, uid, ip, regkey, ssh_key, resource, timeline, uuid=None):
-        """Record an allocation about to be requested; BadInput when hotkey or name is taken."""
+    def _upstream_row_for(self, connection, hotkey, regkey):
+        row = self._upstream_row(connection, hotkey)
+        if row is None or (_loads(row["details"]) or {}).get("regkey") != regkey:
+            return None
+        return row
+
+    def claim(self, name, hotkey, uid, ip, regkey, ssh_key, resource, timeline, owner, lease_seconds,
+              request=None, uuid=None):
+        """Record the allocation about to be requested, owned by owner for lease_seconds, atomically.
+
+        Claimed when another allocation holds the miner (the caller tries the next one);
+        BadInput when the name is taken.
+        """
         if not isinstance(hotkey, str) or not hotkey:
             raise BadInput("hotkey must be a non-empty string")
         if name is not None and (not isinstance(name, str) or not name):
             raise BadInput("allocation name must be a non-empty string")
+        if not isinstance(regkey, str) or not regkey:
+            raise BadInput("an allocation needs its public key")
         if isinstance(timeline, bool) or not isinstance(timeline, int) or timeline <= 0:
             raise BadInput("timeline must be a positive number of days, got %r" % (timeline,))
         now = time.time()
         uuid = uuid or str(uuid_module.uuid4())
 
         def work(connection):
-            if self._own_row(connection, hotkey=hotkey) or self._upstream_row(connection, hotkey):
-                raise BadInput("miner %s already has an allocation" % hotkey, hotkey=hotkey)
-            if name is not None and self._own_row(connection, name=name):
-                raise BadInput("an allocation named %s already exists" % name, name=name)
+            held = self._own_row(connection, hotkey=hotkey)
+            if held is not None or self._upstream_row(connection, hotkey):
+                holder = "allocation %r (%s)" % (held["name"], held["state"]) if held is not None else \
+                    "an allocation made outside this collection"
+                raise Claimed("miner %s is held by %s" % (hotkey, holder), hotkey=hotkey)
+            if name is not None:
+                named = self._own_row(connection, name=name)
+                if named is not None:
+                    raise BadInput("an allocation named %s already exists (%s on miner %s)"
+                                   % (name, named["state"], named["hotkey"]), name=name)
             connection.execute(
                 "INSERT INTO nicompute_allocation (hotkey, name, state, uid, ip, regkey, ssh_key, resource, "
-                "timeline, created_at, expires_at, error, uuid) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, "
-                "NULL, ?)",
-                (hotkey, name, uid, ip, regkey, ssh_key, resource, timeline, now, now + timeline * DAY_S, uuid),
+                "timeline, created_at, expires_at, error, uuid, owner_host, owner_pid, owner_started, lease_until, "
+                "request) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                (hotkey, name, uid, ip, regkey, ssh_key, resource, timeline, now, now + timeline * DAY_S, uuid,
+                 owner.host, owner.pid, owner.started, now + lease_seconds,
+                 None if request is None else json.dumps(request, sort_keys=True)),
             )
 
         self._write(work)
         return self.get(hotkey=hotkey)
 
-    def activate(self, hotkey, credentials):
-        """Write upstream allocation(hotkey, details) with the nine keys and mark active, atomically."""
+    def activate(self, hotkey, regkey, credentials):
+        """Write upstream allocation(hotkey, details) with the nine keys and mark active, atomically.
+
+        NotFound when this allocation's pending record is gone (another run settled it).
+        """
         if not isinstance(credentials, dict):
             raise BadInput("credentials must be a dict")
         missing = [key for key in CREDENTIAL_KEYS if key not in credentials]
@@ -261,9 +375,12 @@ class AllocationStore:
             raise BadInput("credentials lack: %s" % ", ".join(missing), missing=missing)
 
         def work(connection):
-            row = self._own_row(connection, hotkey=hotkey)
-            if row is None:
-                raise NotFound("no pending allocation for miner %s" % hotkey, hotkey=hotkey)
+            row = self._own_row_for(connection, hotkey, regkey)
+            if row is None or row["state"] != "pending":
+                raise NotFound("the pending record of this allocation on miner %s is gone" % hotkey, hotkey=hotkey)
+            upstream = self._upstream_row(connection, hotkey)
+            if upstream is not None and (_loads(upstream["details"]) or {}).get("regkey") != regkey:
+                raise NotFound("miner %s was recorded for another allocation meanwhile" % hotkey, hotkey=hotkey)
             details = dict((key, credentials[key]) for key in CREDENTIAL_KEYS)
             details.update(ip=row["ip"], resource=row["resource"], regkey=row["regkey"],
                            ssh_key=row["ssh_key"], uuid=row["uuid"])
@@ -275,42 +392,74 @@ class AllocationStore:
             )
             now = time.time()
             connection.execute(
-                "UPDATE nicompute_allocation SET state = 'active', error = NULL, expires_at = ? WHERE hotkey = ?",
-                (now + (row["timeline"] or 0) * DAY_S, hotkey),
+                "UPDATE nicompute_allocation SET state = 'active', error = NULL, expires_at = ?, lease_until = NULL "
+                "WHERE hotkey = ? AND regkey = ?",
+                (now + (row["timeline"] or 0) * DAY_S, hotkey, regkey),
             )
 
         self._write(work)
         return self.get(hotkey=hotkey)
 
-    def mark_releasing(self, hotkey, error=None):
-        """Mark an allocation as being released (kept with its key for a retry)."""
+    def mark_releasing(self, hotkey, regkey, error=None):
+        """Mark this allocation as being released, kept with its key for a retry by any run."""
 
         def work(connection):
-            if self._own_row(connection, hotkey=hotkey) is not None:
-                connection.execute("UPDATE nicompute_allocation SET state = 'releasing', error = ? WHERE hotkey = ?",
-                                   (error, hotkey))
+            now = time.time()
+            if self._own_row_for(connection, hotkey, regkey) is not None:
+                # Its lease ends now: the next run may retry the release at once.
+                connection.execute("UPDATE nicompute_allocation SET state = 'releasing', error = ?, lease_until = ? "
+                                   "WHERE hotkey = ? AND regkey = ?", (error, now, hotkey, regkey))
                 return
-            upstream = self._upstream_row(connection, hotkey)
+            if self._own_row(connection, hotkey=hotkey) is not None:
+                raise NotFound("miner %s is held by another allocation" % hotkey, hotkey=hotkey)
+            upstream = self._upstream_row_for(connection, hotkey, regkey)
             if upstream is None:
-                raise NotFound("no allocation for miner %s" % hotkey, hotkey=hotkey)
+                raise NotFound("no allocation for miner %s with this key" % hotkey, hotkey=hotkey)
             # Made by the upstream CLI: take over its details so the regkey survives.
             details = _loads(upstream["details"]) or {}
             connection.execute(
                 "INSERT INTO nicompute_allocation (hotkey, name, state, ip, regkey, ssh_key, resource, "
-                "created_at, error, uuid) VALUES (?, NULL, 'releasing', ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, error, uuid, lease_until) VALUES (?, NULL, 'releasing', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (hotkey, details.get("ip"), details.get("regkey"), details.get("ssh_key"),
-                 details.get("resource"), time.time(), error, details.get("uuid")),
+                 details.get("resource"), now, error, details.get("uuid"), now),
             )
 
         self._write(work)
         return self.get(hotkey=hotkey)
 
-    def remove(self, hotkey):
-        """Delete the allocation from both tables in one transaction; False when there was none."""
+    def take_over(self, record, owner, lease_seconds):
+        """Make owner the owner of an abandoned pending or releasing record; None when it is not abandoned.
+
+        Decided and written in one transaction, so two runs never settle the same record.
+        """
 
         def work(connection):
-            own = connection.execute("DELETE FROM nicompute_allocation WHERE hotkey = ?", (hotkey,)).rowcount
-            upstream = connection.execute("DELETE FROM allocation WHERE hotkey = ?", (hotkey,)).rowcount
+            row = self._own_row_for(connection, record.hotkey, record.regkey)
+            if row is None or row["state"] != record.state:
+                return False
+            now = time.time()
+            if _from_own(row).abandoned(now) is None:
+                return False
+            connection.execute(
+                "UPDATE nicompute_allocation SET owner_host = ?, owner_pid = ?, owner_started = ?, lease_until = ? "
+                "WHERE hotkey = ? AND regkey = ?",
+                (owner.host, owner.pid, owner.started, now + lease_seconds, record.hotkey, record.regkey))
+            return True
+
+        return self.get(hotkey=record.hotkey) if self._write(work) else None
+
+    def remove(self, hotkey, regkey):
+        """Delete this allocation from both tables in one transaction; False when it was not there.
+
+        Rows of another allocation of the same miner are left alone.
+        """
+
+        def work(connection):
+            own = connection.execute("DELETE FROM nicompute_allocation WHERE hotkey = ? AND regkey IS ?",
+                                     (hotkey, regkey)).rowcount
+            upstream = 0
+            if self._upstream_row_for(connection, hotkey, regkey) is not None:
+                upstream = connection.execute("DELETE FROM allocation WHERE hotkey = ?", (hotkey,)).rowcount
             return bool(own or upstream)
 
         return self._write(work)
@@ -393,6 +542,13 @@ class AllocationStore:
             "DELETE FROM blacklist WHERE hotkey = ?", (hotkey,)).rowcount > 0)
 
 
+def _from_own(own, details=None, in_upstream=False):
+    values = dict((column, own[column]) for column in _RECORD_COLUMNS)
+    owner = Owner(own["owner_host"], own["owner_pid"], own["owner_started"]) if own["owner_pid"] is not None else None
+    return Allocation(owner=owner, lease_until=own["lease_until"], request=_loads(own["request"]), details=details,
+                      in_upstream=in_upstream, **values)
+
+
 def _merge(own, upstream):
     details = _loads(upstream["details"]) if upstream is not None else None
     if own is None:
@@ -401,8 +557,7 @@ def _merge(own, upstream):
                           regkey=details_or_empty.get("regkey"), ssh_key=details_or_empty.get("ssh_key"),
                           resource=details_or_empty.get("resource"), uuid=details_or_empty.get("uuid"),
                           details=details, in_upstream=True)
-    values = dict((column, own[column]) for column in _OWN_COLUMNS)
-    return Allocation(details=details, in_upstream=upstream is not None, **values)
+    return _from_own(own, details, upstream is not None)
 
 
 class _Guard:

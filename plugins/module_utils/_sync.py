@@ -37,17 +37,23 @@ def run_config(hotkey, netuid, run_id, sign, allocated, penalized):
     }
 
 
-def _publish_in_child(mode, entity, project, run_id, name, config, api_key, queue):
+def _publish_in_child(mode, entity, project, run_id, name, config, api_key, wandb_dir, queue):
     try:
         os.environ["WANDB_SILENT"] = "true"
         if api_key:
             os.environ["WANDB_API_KEY"] = api_key
         import wandb
 
-        run = wandb.init(entity=entity, project=project, id=run_id, name=name, mode=mode,
+        # wandb writes under ./wandb unless told: that would be the playbook's (or an installed
+        # collection's) directory.
+        os.makedirs(wandb_dir, mode=0o700, exist_ok=True)
+        run = wandb.init(entity=entity, project=project, id=run_id, name=name, mode=mode, dir=wandb_dir,
                          resume="allow", config=config, reinit=True)
         run.config.update(config, allow_val_change=True)
         run.finish()
+        # A multiprocessing child skips atexit, where wandb would stop its service process: without
+        # this the service still writes (and outlives us) after we report success.
+        wandb.teardown()
         queue.put(None)
     except BaseException as exc:  # reported to the parent, which decides
         queue.put("%s: %s" % (type(exc).__name__, exc))
@@ -81,7 +87,7 @@ class WandbPublisher:
         queue = context.Queue()
         child = context.Process(target=_publish_in_child, args=(
             self.mode, self.settings.wandb_entity, self.settings.wandb_project, run_id,
-            RUN_NAME % self.hotkey, config, self.settings.wandb_api_key, queue))
+            RUN_NAME % self.hotkey, config, self.settings.wandb_api_key, self.settings.wandb_dir, queue))
         child.start()
         child.join(self.settings.wandb_timeout)
         if child.is_alive():

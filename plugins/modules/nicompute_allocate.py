@@ -17,11 +17,16 @@ description:
     and already allocated miners are never chosen; the rest are ranked by proof-of-GPU score,
     then incentive. Availability is checked on all candidates at once, then allocation is tried
     in ranked order, each attempt bounded by O(allocate_timeout)."
-  - A pending record with the allocation's public key is written before the request is sent.
-    Records left by an interrupted run are reconciled first (the miner is asked to release the
-    key), so a granted allocation is never lost.
+  - Before a miner is asked, the run claims it in one database transaction - a pending record
+    with the allocation's public key, the run's owner (host, pid, process start time) and a lease.
+    A miner that another run claimed meanwhile is skipped like a busy one and costs no attempt,
+    so many playbooks may allocate from one database at once.
+  - Records left by an interrupted run - whose process is gone or whose lease expired - are
+    reconciled first (the miner is asked to release the key), so a granted allocation is never
+    lost. Records of runs still in flight are left alone.
   - Idempotent by O(name) - when an allocation with this name is still held by its miner it is
-    returned unchanged.
+    returned unchanged. A rerun that asks for something else (another O(hotkey), other
+    requirements) fails and names the difference; a different O(timeline) only warns.
 author:
   - neuralinternet.compute contributors (@neuralinternet)
 extends_documentation_fragment:
@@ -45,27 +50,31 @@ options:
     type: str
   gpu_memory:
     description:
-      - Memory per GPU in GB as printed on the card (an H100 80GB matches V(80)).
+      - Memory per GPU in GB as printed on the card (an H100 80GB matches V(80)). Greater than
+        C(0), at most C(1024).
     type: float
   gpu_count:
     description:
-      - Number of GPUs. Defaults to C(1) when O(gpu_type) or O(gpu_memory) is set.
+      - Number of GPUs. Defaults to C(1) when O(gpu_type) or O(gpu_memory) is set. At most C(64).
     type: int
   cpu_count:
     description:
-      - Minimum number of CPU cores.
+      - Minimum number of CPU cores, at most C(4096).
     type: int
   ram:
     description:
-      - Minimum available RAM in GB (10^9 bytes).
+      - Minimum available RAM in GB (10^9 bytes), at most C(1000000).
     type: float
   disk:
     description:
-      - Minimum free disk in GB (10^9 bytes).
+      - Minimum free disk in GB (10^9 bytes), at most C(10000000).
     type: float
   timeline:
     description:
       - Duration of the allocation in days. The miner releases it when it ends.
+      - From C(1) to C(36500). Upstream miners schedule the release with Python's C(datetime), which
+        fails past the year 9999 only after the container started (the box would leak), so the
+        bound stays far inside what every miner accepts.
     type: int
     default: 1
   ssh_public_key:
@@ -86,17 +95,18 @@ options:
   check_timeout:
     description:
       - Seconds each miner has to answer the availability check. All miners are asked at once,
-        so silent miners cost one timeout in total.
+        so silent miners cost one timeout in total. Greater than C(0), at most C(600).
     type: float
     default: 5
   allocate_timeout:
     description:
-      - Seconds each allocation attempt may take.
+      - Seconds each allocation attempt may take. Greater than C(0), at most C(3600).
     type: float
     default: 30
   max_attempts:
     description:
-      - How many available miners are tried, in ranked order, before giving up.
+      - How many available miners are asked to allocate, in ranked order, before giving up
+        (C(1) to C(256)). Miners claimed by another run meanwhile are skipped without counting.
     type: int
     default: 3
   key_size:

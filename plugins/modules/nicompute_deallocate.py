@@ -15,6 +15,8 @@ description:
   - When a miner does not answer, the record is kept in state C(releasing) with the error and
     the task fails, so that a later run can retry; nothing is silently forgotten.
   - A miner that answers that it no longer holds the key (the timeline ended) counts as released.
+  - An allocation still being made by another run (a pending record whose run is alive) is not
+    touched; it is reported as failed.
 author:
   - neuralinternet.compute contributors (@neuralinternet)
 extends_documentation_fragment:
@@ -27,6 +29,7 @@ options:
         the CLI did.
       - A hotkey that is neither allocated nor on the subnet is reported in RV(unknown); the task
         fails only when every hotkey is unknown.
+      - An empty entry (V(''), V(',,')) is an error, and so is giving no hotkey and no name.
     type: list
     elements: str
   names:
@@ -43,7 +46,7 @@ options:
     default: false
   timeout:
     description:
-      - Seconds each miner has to answer.
+      - Seconds each miner has to answer. Greater than C(0), at most C(3600).
     type: float
     default: 12
 """
@@ -117,9 +120,7 @@ def define_module():
 def main():
     module = define_module()
     params = module.params
-    hotkeys = [h.strip() for h in params["hotkeys"] or [] if h.strip()]
-    names = [n.strip() for n in params["names"] or [] if n.strip()]
-    run_module(module, lambda: deallocate(settings_from(module), hotkeys, names, params["force"],
+    run_module(module, lambda: deallocate(settings_from(module), params["hotkeys"], params["names"], params["force"],
                                           params["timeout"], module.check_mode))
 
 

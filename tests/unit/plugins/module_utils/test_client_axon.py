@@ -140,7 +140,7 @@ def subnet(tmp_path_factory):
 @pytest.fixture
 def client(subnet, tmp_path):
     db = str(tmp_path / "database.db")
-    store = AllocationStore(db)
+    store = AllocationStore(db, create=True)
     for neuron in subnet["neurons"][1:]:
         store._connection.execute("INSERT INTO miner_details (hotkey, details) VALUES (?, ?)",
                                   (neuron.hotkey, json.dumps(H100)))
@@ -205,3 +205,107 @@ def test_an_unregistered_caller_is_refused(client, subnet):
     query = _network.MinerQuery(stranger.hotkey)
     reply = query.check_available([subnet["neurons"][1]], 3)[0]
     assert not reply.answered and reply.status is None
+
+
+# -- many runs on one database ----------------------------------------------------------
+
+def _other_run_claims(client, neuron, owner, lease_seconds=600.0, name="other-run"):
+    """What another run's claim looks like: a pending record with its own key and owner."""
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._crypto import generate_key_pair
+
+    public_pem = generate_key_pair()[1]
+    client.store.claim(name=name, hotkey=neuron.hotkey, uid=neuron.uid, ip=neuron.ip, regkey=public_pem,
+                       ssh_key="", resource="x", timeline=1, owner=owner, lease_seconds=lease_seconds)
+    return public_pem
+
+
+def _exited_process_owner():
+    import subprocess
+
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner, process_started
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    owner = Owner(Owner.current().host, child.pid, process_started(child.pid))
+    child.kill()
+    child.wait()
+    return owner
+
+
+def test_a_miner_claimed_by_another_run_is_skipped_without_costing_an_attempt(client, subnet):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
+
+    client.check_caller()
+    ranking = client.rank(None, None)
+    top = ranking.candidates[0].neuron
+    # Another run claims the best miner after this run ranked and checked it: rank is
+    # computed before, so the claim collides inside allocate().
+    original_rank = client.rank
+
+    def rank_then_other_run_claims(requirement, hotkey):
+        ranked = original_rank(requirement, hotkey)
+        _other_run_claims(client, top, Owner.current())
+        return ranked
+
+    client.rank = rank_then_other_run_claims
+    record, report = client.allocate("box", None, None, 1, docker_requirement(), 3, 5, 1)
+    assert record is not None and record.hotkey != top.hotkey
+    assert [a["result"] for a in report["attempts"]] == ["allocated"]  # max_attempts=1 was enough
+    skipped = [r for r in report["rejected"] if r["hotkey"] == top.hotkey]
+    assert skipped and skipped[0]["reason"].startswith("claimed by another allocation meanwhile")
+    assert client.store.get(hotkey=top.hotkey).name == "other-run"  # untouched
+
+
+def test_reconcile_leaves_a_live_runs_claim_alone_and_settles_a_dead_runs(client, subnet):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
+
+    client.check_caller()
+    live, dead = subnet["neurons"][1], subnet["neurons"][2]
+    live_key = _other_run_claims(client, live, Owner.current(), name="in-flight")
+    dead_key = _other_run_claims(client, dead, _exited_process_owner(), name="crashed")
+    # The crashed run's miner granted before the run died.
+    granted = subnet["miners"][1].miner.handle({
+        "timeline": 1, "device_requirement": {}, "checking": False, "output": {}, "public_key": dead_key,
+        "docker_requirement": docker_requirement(), "docker_change": False, "docker_action": {}}, Fault())
+    assert granted["status"] is True
+
+    planned = client.reconcile(3, check_mode=True)
+    assert [(item["name"], item["result"]) for item in planned] == [("crashed", "would ask the miner to release this key")]
+    assert planned[0]["why"].startswith("its run (pid ")
+    outcomes = client.reconcile(3)
+    assert [(item["name"], item["result"]) for item in outcomes] == [("crashed", "released")]
+    assert subnet["miners"][1].miner.allocation is None
+    assert client.store.get(hotkey=dead.hotkey) is None
+    kept = client.store.get(hotkey=live.hotkey)
+    assert (kept.name, kept.state, kept.regkey) == ("in-flight", "pending", live_key)
+
+
+def test_reconcile_takes_over_a_live_owner_whose_lease_expired(client, subnet):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
+
+    client.check_caller()
+    hung = subnet["neurons"][3]
+    _other_run_claims(client, hung, Owner.current(), lease_seconds=-1.0, name="hung")
+    outcomes = client.reconcile(3)
+    assert [(item["name"], item["why"], item["result"]) for item in outcomes] == [
+        ("hung", "its lease expired", "not held by the miner; record dropped")]
+    assert client.store.get(hotkey=hung.hotkey) is None
+
+
+def test_a_grant_whose_claim_was_settled_meanwhile_is_released(client, subnet, monkeypatch):
+    client.check_caller()
+    miners = dict((m.uid, m) for m in subnet["miners"])
+    original_allocate = client.query.allocate
+
+    def allocate_then_lose_the_claim(neuron, *args):
+        reply = original_allocate(neuron, *args)
+        # Another run settled our record while the answer travelled (our lease had run out).
+        record = client.store.get(hotkey=neuron.hotkey)
+        client.store.remove(record.hotkey, record.regkey)
+        return reply
+
+    monkeypatch.setattr(client.query, "allocate", allocate_then_lose_the_claim)
+    record, report = client.allocate("box", None, subnet["neurons"][2].hotkey, 1, docker_requirement(), 3, 5, 1)
+    assert record is None
+    assert report["attempts"][0]["result"] == "released"
+    assert report["attempts"][0]["reason"].startswith("claim lost before the grant arrived")
+    assert miners[2].miner.allocation is None  # released, not leaked

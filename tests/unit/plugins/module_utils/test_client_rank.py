@@ -45,7 +45,7 @@ MINERS = [
 @pytest.fixture
 def client(tmp_path):
     db = str(tmp_path / "database.db")
-    store = AllocationStore(db)
+    store = AllocationStore(db, create=True)
     conn = store._connection
     for uid, hotkey, details, score, _incentive in MINERS:
         if details is not None:

@@ -5,19 +5,25 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _store
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
     BadInput,
+    Claimed,
     NotFound,
     StoreError,
 )
+from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner, process_started
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import (
     DETAILS_KEYS,
     Allocation,
@@ -73,15 +79,15 @@ def snapshot(path, skip=("allocation", "blacklist", "nicompute_allocation")):
     return schema, rows
 
 
-def pending(store, hotkey=HOTKEY, name="box1", timeline=2):
-    return store.add_pending(name=name, hotkey=hotkey, uid=7, ip="127.0.0.7", regkey=REGKEY,
-                             ssh_key="ssh-ed25519 AAAA user@host", resource="nvidia h100 80gb hbm3",
-                             timeline=timeline)
+def pending(store, hotkey=HOTKEY, name="box1", timeline=2, regkey=REGKEY, owner=None, lease_seconds=60.0):
+    return store.claim(name=name, hotkey=hotkey, uid=7, ip="127.0.0.7", regkey=regkey,
+                       ssh_key="ssh-ed25519 AAAA user@host", resource="nvidia h100 80gb hbm3",
+                       timeline=timeline, owner=owner or Owner.current(), lease_seconds=lease_seconds)
 
 
 @pytest.fixture
 def store(tmp_path):
-    with AllocationStore(str(tmp_path / "database.db")) as opened:
+    with AllocationStore(str(tmp_path / "database.db"), create=True) as opened:
         yield opened
 
 
@@ -89,7 +95,7 @@ def store(tmp_path):
 
 def test_new_file_is_0600_and_has_every_table(tmp_path):
     path = tmp_path / "sub" / "database.db"
-    AllocationStore(str(path)).close()
+    AllocationStore(str(path), create=True).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     connection = raw(path)
     tables = set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
@@ -102,13 +108,13 @@ def test_upstream_database_is_left_untouched(tmp_path):
     path = tmp_path / "database.db"
     upstream_db(path)
     schema_before, rows_before = snapshot(path)
-    with AllocationStore(str(path)) as store:
+    with AllocationStore(str(path), create=True) as store:
         pending(store)
-        store.activate(HOTKEY, CREDENTIALS)
+        store.activate(HOTKEY, REGKEY, CREDENTIALS)
         store.penalize(OTHER, {"reason": "test"})
         store.unpenalize(OTHER)
         store.set_wandb_run_id("hk3", "abc123")
-        store.remove(HOTKEY)
+        store.remove(HOTKEY, REGKEY)
         assert store.allocations() == []
     schema_after, rows_after = snapshot(path)
     own = [entry for entry in schema_after if entry[2] == "nicompute_allocation"]
@@ -125,7 +131,7 @@ def test_missing_upstream_tables_are_created_and_odd_existing_ones_kept(tmp_path
     # An older validator's allocation table, without the id column.
     connection.execute("CREATE TABLE allocation (hotkey TEXT UNIQUE, details TEXT)")
     connection.close()
-    AllocationStore(str(path)).close()
+    AllocationStore(str(path), create=True).close()
     connection = raw(path)
     sql = dict(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
     assert sql["allocation"] == "CREATE TABLE allocation (hotkey TEXT UNIQUE, details TEXT)"
@@ -136,9 +142,9 @@ def test_missing_upstream_tables_are_created_and_odd_existing_ones_kept(tmp_path
 def test_journal_mode_of_a_foreign_database_is_unchanged(tmp_path, mode):
     path = tmp_path / "database.db"
     upstream_db(path, journal_mode=mode)
-    with AllocationStore(str(path)) as store:
+    with AllocationStore(str(path), create=True) as store:
         pending(store)
-        store.activate(HOTKEY, CREDENTIALS)
+        store.activate(HOTKEY, REGKEY, CREDENTIALS)
     connection = raw(path)
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == mode
     connection.close()
@@ -148,7 +154,7 @@ def test_a_file_that_is_not_sqlite_gives_a_clear_error(tmp_path):
     path = tmp_path / "database.db"
     path.write_bytes(b"this is not a database, just some text" * 100)
     with pytest.raises(StoreError) as caught:
-        AllocationStore(str(path))
+        AllocationStore(str(path), create=True)
     assert "not an SQLite database" in caught.value.message
     assert str(path) in caught.value.message
     assert caught.value.details["path"] == str(path)
@@ -156,7 +162,7 @@ def test_a_file_that_is_not_sqlite_gives_a_clear_error(tmp_path):
 
 def test_a_directory_gives_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="is a directory"):
-        AllocationStore(str(tmp_path))
+        AllocationStore(str(tmp_path), create=True)
 
 
 def test_sqlite_errors_become_store_errors_with_the_path(store, tmp_path):
@@ -175,7 +181,7 @@ def test_read_only_database_can_still_be_listed(tmp_path, monkeypatch):
     connection.close()
     # root ignores file modes, so open read-only the way SQLite would for a 0400 file.
     monkeypatch.setattr(_store, "connect", _read_only_connect)
-    with AllocationStore(str(path)) as store:
+    with AllocationStore(str(path), create=True) as store:
         assert store.read_only
         assert [item.hotkey for item in store.allocations()] == [OTHER]
         assert store.get(name="anything") is None
@@ -183,7 +189,7 @@ def test_read_only_database_can_still_be_listed(tmp_path, monkeypatch):
             store.penalize(HOTKEY)
 
 
-def _read_only_connect(path):
+def _read_only_connect(path, create=False):
     connection = sqlite3.connect("file:%s?mode=ro" % path, uri=True, isolation_level=None)
     connection.row_factory = sqlite3.Row
     return connection
@@ -201,26 +207,26 @@ def test_pending_active_releasing_removed(store):
     assert store.allocated_hotkeys() == []  # upstream readers see nothing while pending
     assert [item.hotkey for item in store.pending()] == [HOTKEY]
 
-    active = store.activate(HOTKEY, CREDENTIALS)
+    active = store.activate(HOTKEY, REGKEY, CREDENTIALS)
     assert active.state == "active" and active.in_upstream
     assert active.details["password"] == "a1b2c3d4e5"
     assert store.allocated_hotkeys() == [HOTKEY]
     assert store.pending() == []
 
-    releasing = store.mark_releasing(HOTKEY, "miner did not answer")
+    releasing = store.mark_releasing(HOTKEY, REGKEY, "miner did not answer")
     assert (releasing.state, releasing.error) == ("releasing", "miner did not answer")
     assert [item.hotkey for item in store.allocations(state="releasing")] == [HOTKEY]
     assert store.allocated_hotkeys() == [HOTKEY]  # still held miner-side until released
 
-    assert store.remove(HOTKEY) is True
+    assert store.remove(HOTKEY, REGKEY) is True
     assert store.get(hotkey=HOTKEY) is None
     assert store.allocations() == []
-    assert store.remove(HOTKEY) is False
+    assert store.remove(HOTKEY, REGKEY) is False
 
 
 def test_activate_writes_exactly_the_nine_upstream_keys(store, tmp_path):
     pending(store)
-    store.activate(HOTKEY, dict(CREDENTIALS, extra="not stored"))
+    store.activate(HOTKEY, REGKEY, dict(CREDENTIALS, extra="not stored"))
     connection = raw(tmp_path / "database.db")
     (text,) = connection.execute("SELECT details FROM allocation WHERE hotkey = ?", (HOTKEY,)).fetchone()
     details = json.loads(text)
@@ -240,24 +246,24 @@ def test_activate_is_one_transaction(store, tmp_path):
     store._connection.execute(
         "CREATE TRIGGER refuse BEFORE UPDATE ON nicompute_allocation BEGIN SELECT RAISE(ABORT, 'refused'); END")
     with pytest.raises(StoreError, match="refused"):
-        store.activate(HOTKEY, CREDENTIALS)
+        store.activate(HOTKEY, REGKEY, CREDENTIALS)
     assert store.allocated_hotkeys() == []
     assert store.get(hotkey=HOTKEY).state == "pending"
 
 
 def test_activate_needs_a_pending_record_and_full_credentials(store):
     with pytest.raises(NotFound):
-        store.activate(HOTKEY, CREDENTIALS)
+        store.activate(HOTKEY, REGKEY, CREDENTIALS)
     pending(store)
     with pytest.raises(BadInput, match="password"):
-        store.activate(HOTKEY, {"username": "root", "port": 4444, "version": 183})
+        store.activate(HOTKEY, REGKEY, {"username": "root", "port": 4444, "version": 183})
     assert store.get(hotkey=HOTKEY).state == "pending"
 
 
 def test_duplicate_hotkey_or_name_is_refused(store):
     pending(store)
-    with pytest.raises(BadInput, match="already has an allocation"):
-        pending(store, name="box2")
+    with pytest.raises(Claimed, match="held by allocation 'box1' \\(pending\\)"):
+        pending(store, name="box2", regkey=REGKEY + "2")
     with pytest.raises(BadInput, match="named box1"):
         pending(store, hotkey=OTHER)
     assert len(store.allocations()) == 1
@@ -265,7 +271,7 @@ def test_duplicate_hotkey_or_name_is_refused(store):
 
 def test_hotkey_allocated_by_the_upstream_cli_is_refused(store):
     store._connection.execute("INSERT INTO allocation (hotkey, details) VALUES (?, '{}')", (HOTKEY,))
-    with pytest.raises(BadInput, match="already has an allocation"):
+    with pytest.raises(Claimed, match="made outside this collection"):
         pending(store)
 
 
@@ -304,15 +310,15 @@ def test_upstream_cli_allocations_are_listed(store, tmp_path):
     assert store.get(hotkey="5Broken").details is None
     assert [item.hotkey for item in store.allocations(state="active")] == sorted([OTHER, "5Broken"])
     # Releasing one keeps its regkey in the bookkeeping for a retry.
-    releasing = store.mark_releasing(OTHER, "no answer")
+    releasing = store.mark_releasing(OTHER, REGKEY, "no answer")
     assert (releasing.state, releasing.regkey, releasing.name) == ("releasing", REGKEY, None)
-    assert store.remove(OTHER)
+    assert store.remove(OTHER, REGKEY)
     assert store.allocated_hotkeys() == ["5Broken"]
 
 
 def test_mark_releasing_unknown_hotkey(store):
     with pytest.raises(NotFound):
-        store.mark_releasing(HOTKEY, "x")
+        store.mark_releasing(HOTKEY, REGKEY, "x")
 
 
 # -- validator data -------------------------------------------------------------
@@ -320,7 +326,7 @@ def test_mark_releasing_unknown_hotkey(store):
 def test_specs_scores_and_blacklist(tmp_path):
     path = tmp_path / "database.db"
     upstream_db(path)
-    with AllocationStore(str(path)) as store:
+    with AllocationStore(str(path), create=True) as store:
         assert store.miner_specs() == {"hk3": '{"cpu": {"count": 4}}', "hk4": "not json"}
         assert store.scores() == {"hk3": 12.5}
         assert store.penalized() == {"hk9"}
@@ -370,12 +376,12 @@ def test_a_validator_holding_the_write_lock_delays_but_does_not_fail_writes(tmp_
         connection.execute("COMMIT")
         connection.close()
 
-    with AllocationStore(str(path)) as store:
+    with AllocationStore(str(path), create=True) as store:
         thread = threading.Thread(target=validator)
         thread.start()
         assert locked.wait(5)
         pending(store)
-        store.activate(HOTKEY, CREDENTIALS)
+        store.activate(HOTKEY, REGKEY, CREDENTIALS)
         assert released.is_set()  # the write waited for the lock instead of failing
         thread.join(5)
         assert store.allocated_hotkeys() == [HOTKEY]
@@ -410,10 +416,188 @@ def test_locked_for_good_becomes_a_store_error(store, monkeypatch):
 
 def test_connect_and_ensure_upstream_schema_for_localnet(tmp_path):
     path = str(tmp_path / "validator.db")
-    connection = _store.connect(path)
+    with pytest.raises(NotFound, match="does not exist.*db_create=true"):
+        _store.connect(path)
+    assert not os.path.exists(path)
+    connection = _store.connect(path, create=True)
     _store.ensure_upstream_schema(connection)
     tables = set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
     connection.close()
     assert "nicompute_allocation" not in tables
     assert {"miner", "miner_details", "allocation", "blacklist", "stats", "wandb_runs"} <= tables
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+# -- claims: owner, lease, the allocation's own key ----------------------------------------
+
+OTHER_HOST = Owner("another-controller", 4242, 1700000000.0)
+
+
+def test_a_claim_records_its_owner_and_lease(store):
+    before = time.time()
+    record = pending(store, lease_seconds=90)
+    assert record.owner == Owner.current()
+    assert before + 90 <= record.lease_until <= time.time() + 90
+    assert record.abandoned(time.time()) is None
+    assert record.abandoned(record.lease_until + 1) == "its lease expired"
+
+
+def test_a_claim_of_a_process_that_exited_is_abandoned(store):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    owner = Owner(Owner.current().host, child.pid, process_started(child.pid))
+    record = pending(store, owner=owner)
+    assert record.abandoned(time.time()) is None
+    child.kill()
+    child.wait()
+    assert store.get(hotkey=HOTKEY).abandoned(time.time()) == "its run (pid %d on %s) is gone" % (child.pid, owner.host)
+
+
+def test_a_reused_pid_is_not_the_owner(store):
+    me = Owner.current()
+    impostor = Owner(me.host, me.pid, me.started - 100.0)
+    assert pending(store, owner=impostor).abandoned(time.time()).startswith("its run (pid")
+
+
+def test_another_hosts_claim_counts_until_its_lease_expires(store):
+    record = pending(store, owner=OTHER_HOST, lease_seconds=30)
+    assert OTHER_HOST.alive() is None
+    assert record.abandoned(time.time()) is None
+    assert record.abandoned(time.time() + 31) == "its lease expired"
+
+
+def test_take_over_is_granted_once_and_only_when_abandoned(store, tmp_path):
+    live = pending(store)
+    assert store.take_over(live, OTHER_HOST, 60) is None
+    dead = pending(store, hotkey=OTHER, name="box2", regkey=REGKEY + "2", lease_seconds=-1)
+    with AllocationStore(str(tmp_path / "database.db")) as second_run:
+        taken = store.take_over(dead, Owner.current(), 60)
+        assert taken.owner == Owner.current() and taken.lease_until > time.time()
+        # The second run saw the same abandoned record, but the first took it.
+        assert second_run.take_over(dead, OTHER_HOST, 60) is None
+    assert store.get(hotkey=OTHER).owner == Owner.current()
+
+
+def test_every_change_matches_the_allocations_own_key(store):
+    pending(store)
+    other_key = REGKEY.replace("MIIB", "XXXX")
+    with pytest.raises(NotFound):
+        store.activate(HOTKEY, other_key, CREDENTIALS)
+    with pytest.raises(NotFound):
+        store.mark_releasing(HOTKEY, other_key, "x")
+    assert store.remove(HOTKEY, other_key) is False
+    assert store.get(hotkey=HOTKEY).state == "pending"
+    store.activate(HOTKEY, REGKEY, CREDENTIALS)
+    assert store.remove(HOTKEY, other_key) is False
+    assert store.allocated_hotkeys() == [HOTKEY]
+
+
+def test_an_upstream_row_of_another_allocation_is_not_removed(store, tmp_path):
+    connection = raw(tmp_path / "database.db")
+    connection.execute("INSERT INTO allocation (hotkey, details) VALUES (?, ?)", (OTHER, json.dumps({"regkey": "theirs"})))
+    connection.close()
+    assert store.remove(OTHER, REGKEY) is False
+    assert store.allocated_hotkeys() == [OTHER]
+    assert store.remove(OTHER, "theirs") is True
+
+
+def _claim_in_process(path, regkey, start, results):
+    with AllocationStore(path) as own:
+        start.wait()
+        try:
+            own.claim(name=None, hotkey=HOTKEY, uid=7, ip="127.0.0.7", regkey=regkey, ssh_key="", resource="x",
+                      timeline=1, owner=Owner.current(), lease_seconds=60)
+            results.put("claimed")
+        except Claimed:
+            results.put("refused")
+        except StoreError as error:
+            results.put(error.message)
+
+
+def test_sixteen_processes_claiming_one_miner_get_exactly_one_claim(store):
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_claim_in_process, args=(store.path, "key-%d" % i, start, results))
+               for i in range(16)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    outcomes = sorted(results.get(timeout=60) for _worker in workers)
+    for worker in workers:
+        worker.join(10)
+    assert outcomes == ["claimed"] + ["refused"] * 15
+    assert len(store.allocations()) == 1
+
+
+def test_a_table_from_an_older_version_gains_the_owner_columns(tmp_path):
+    path = tmp_path / "database.db"
+    connection = raw(path)
+    connection.execute(
+        "CREATE TABLE nicompute_allocation (hotkey TEXT PRIMARY KEY, name TEXT UNIQUE, state TEXT NOT NULL "
+        "CHECK(state IN ('pending','active','releasing')), uid INTEGER, ip TEXT, regkey TEXT, ssh_key TEXT, "
+        "resource TEXT, timeline INTEGER, created_at REAL, expires_at REAL, error TEXT, uuid TEXT)")
+    connection.execute("INSERT INTO nicompute_allocation (hotkey, name, state, regkey) VALUES (?, 'old', 'pending', ?)",
+                       (HOTKEY, REGKEY))
+    connection.close()
+    with AllocationStore(str(path)) as store:
+        record = store.get(name="old")
+        assert (record.owner, record.lease_until, record.request) == (None, None, None)
+        # An older version's pending record has no owner to wait for.
+        assert record.abandoned(time.time()) == "it has no lease"
+    columns = [row[1] for row in raw(path).execute("PRAGMA table_info(nicompute_allocation)")]
+    assert columns[-5:] == ["owner_host", "owner_pid", "owner_started", "lease_until", "request"]
+
+
+# -- opening for writing ----------------------------------------------------------------------
+
+def test_a_missing_file_is_created_only_when_asked(tmp_path):
+    path = tmp_path / "typo" / "database.db"
+    with pytest.raises(NotFound, match="database %s does not exist.*db_create=true" % path):
+        AllocationStore(str(path))
+    assert not path.parent.exists()
+    with AllocationStore(str(path), in_memory=True, create=True) as dry_run:
+        assert dry_run.allocations() == [] and dry_run.miner_specs() == {}
+    assert not path.parent.exists()
+
+
+def test_a_read_only_file_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "database.db"
+    upstream_db(path)
+    AllocationStore(str(path)).close()
+    before = path.read_bytes()
+    subprocess.run(["chattr", "+i", str(path)], check=True)  # read-only even for root
+    try:
+        with AllocationStore(str(path)) as store:
+            assert store.miner_specs()  # still readable
+            with pytest.raises(StoreError, match="database %s is read-only; nothing was changed" % path):
+                store.require_writable()
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    assert path.read_bytes() == before
+
+
+def test_a_damaged_file_is_refused_for_writing(tmp_path):
+    path = tmp_path / "database.db"
+    upstream_db(path)
+    connection = raw(path)
+    connection.execute("CREATE TABLE filler (x TEXT)")
+    connection.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,) for _ in range(200)])
+    connection.close()
+    data = bytearray(path.read_bytes())
+    size = raw(path).execute("PRAGMA page_size").fetchone()[0]
+    leaves = [number for number in range(1, len(data) // size) if data[number * size] == 0x0D]  # table leaves
+    page = leaves[-1] * size
+    data[page + 8:page + 16] = b"\xff\xf0" * 4  # cell pointers past the end of the page
+    path.write_bytes(bytes(data))
+    with AllocationStore(str(path)) as store:
+        with pytest.raises(StoreError) as caught:
+            store.require_writable()
+    assert caught.value.message.startswith("database %s is damaged (PRAGMA quick_check: " % path)
+    assert caught.value.message.endswith("refusing to write to it. Restore it from a backup")
+
+
+def test_a_healthy_writable_file_passes_and_is_checked_once(store, monkeypatch):
+    store.require_writable()
+    calls = []
+    monkeypatch.setattr(store, "_rollback", lambda: calls.append(1))
+    store.require_writable()
+    assert calls == []

@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import stat
 import time
 
 import pytest
@@ -25,7 +27,7 @@ def keypair():
 
 @pytest.fixture
 def store(tmp_path):
-    store = AllocationStore(str(tmp_path / "database.db"))
+    store = AllocationStore(str(tmp_path / "database.db"), create=True)
     store._connection.execute("INSERT INTO allocation (hotkey, details) VALUES ('hk-b', '{}'), ('hk-a', '{}')")
     store.penalize("hk-bad", {"reason": "test"})
     return store
@@ -50,13 +52,20 @@ def test_auto_mode_without_key_is_disabled():
 
 
 def test_offline_run_carries_the_database_lists_and_a_valid_signature(store, keypair, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    settings = Settings(db_path=store.path, wandb_mode="offline", wandb_timeout=60)
+    playbook_dir = tmp_path / "playbooks"
+    playbook_dir.mkdir()
+    monkeypatch.chdir(playbook_dir)
+    wandb_dir = tmp_path / "cache" / "wandb"
+    settings = Settings(db_path=store.path, wandb_mode="offline", wandb_timeout=60, wandb_dir=str(wandb_dir))
     result = WandbPublisher(settings, keypair.ss58_address, keypair.sign, store).publish()
     assert result["error"] is None and result["published"] is True
     run_id = store.wandb_run_id(keypair.ss58_address)
     assert run_id == result["run_id"]
-    config = offline_run_config(str(tmp_path), run_id)
+    # The run's files are under wandb_dir, none in the working directory (a playbook's).
+    assert list(playbook_dir.iterdir()) == []
+    assert stat.S_IMODE(os.stat(wandb_dir).st_mode) == 0o700
+    # Read at once: publish() returns only after wandb's service process wrote and exited.
+    config = offline_run_config(str(wandb_dir), run_id)
     assert config["allocated_hotkeys"] == ["hk-a", "hk-b"]
     assert config["penalized_hotkeys"] == ["hk-bad"]
     assert config["hotkey"] == keypair.ss58_address and config["role"] == "validator"
@@ -75,9 +84,9 @@ def silent_server():
 
 
 def test_a_publication_that_overruns_is_abandoned(store, keypair, tmp_path, monkeypatch, silent_server):
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_BASE_URL", silent_server)
-    settings = Settings(db_path=store.path, wandb_mode="online", wandb_api_key="x" * 40, wandb_timeout=2)
+    settings = Settings(db_path=store.path, wandb_mode="online", wandb_api_key="x" * 40, wandb_timeout=2,
+                        wandb_dir=str(tmp_path / "wandb"))
     started = time.monotonic()
     result = WandbPublisher(settings, keypair.ss58_address, keypair.sign, store).publish()
     assert result["published"] is False

@@ -32,13 +32,24 @@ def digest(path):
 
 @pytest.mark.parametrize("extra, message", [
     ({"hotkey": "5notanaddress"}, "not a valid ss58 address"),
-    ({"timeline": 0}, "timeline must be a positive"),
-    ({"timeline": -3}, "timeline must be a positive"),
+    ({"timeline": 0}, "timeline must be at least 1 and at most 36500, got 0"),
+    ({"timeline": -3}, "timeline must be at least 1"),
+    ({"timeline": 36501}, "timeline must be at least 1 and at most 36500"),
+    ({"timeline": 9223372036854775808}, "timeline must be at least 1 and at most 36500"),
     ({"gpu_type": "h100", "gpu_count": 0}, "gpu_count"),
     ({"gpu_memory": -80}, "gpu_memory"),
     ({"hotkey": HOTKEY, "gpu_type": "h100"}, "mutually exclusive"),
     ({"max_attempts": 0}, "max_attempts"),
-    ({"check_timeout": 0}, "check_timeout"),
+    ({"check_timeout": 0}, "check_timeout must be greater than 0"),
+    ({"check_timeout": float("nan")}, "check_timeout must be a finite number"),
+    ({"check_timeout": "nan"}, "check_timeout must be a finite number"),
+    ({"allocate_timeout": "inf"}, "allocate_timeout must be a finite number"),
+    ({"allocate_timeout": 1e9}, "allocate_timeout must be greater than 0 and at most 3600"),
+    ({"gpu_memory": "nan"}, "gpu_memory must be a finite number"),
+    ({"ram": float("inf")}, "ram must be a finite number"),
+    ({"max_attempts": 100000}, "max_attempts must be at least 1 and at most 256"),
+    ({"netuid": -1}, "netuid must be at least 0"),
+    ({"wandb_timeout": 0}, "wandb_timeout must be at least 1"),
     ({"ssh_public_key": "/no/such/key.pub"}, "ssh_public_key"),
 ])
 def test_bad_input_fails_before_any_change(run_module, db, tmp_path, extra, message):
@@ -52,14 +63,26 @@ def test_bad_input_fails_before_any_change(run_module, db, tmp_path, extra, mess
     assert digest(db) == before
 
 
+def test_a_metagraph_file_that_is_missing_or_a_directory_is_named(run_module, db, tmp_path):
+    before = digest(db)
+    for path, message in ((tmp_path / "absent.json", "does not exist"), (tmp_path, "is not a regular file")):
+        result, failed = run_module(nicompute_allocate, {
+            "name": "box", "db_path": str(db), "wallet_path": str(tmp_path / "wallets"),
+            "metagraph_file": str(path), "wandb_mode": "disabled"})
+        assert failed
+        assert result["msg"] == "metagraph_file %s %s" % (path, message)
+    assert digest(db) == before
+
+
 def test_missing_wallet_is_reported_and_no_database_is_created(run_module, tmp_path):
     from ansible_collections.neuralinternet.compute.plugins.module_utils._network import Neuron, write_snapshot
 
     snapshot = tmp_path / "metagraph.json"
     write_snapshot(str(snapshot), [Neuron(1, HOTKEY, "ck", 0.0, 0.0, "127.0.0.9", 8091)], "local", 27)
     db = tmp_path / "new.db"
+    # Even with db_create: the wallet is checked before the database is opened.
     result, failed = run_module(nicompute_allocate, {
-        "name": "box", "db_path": str(db), "wallet_path": str(tmp_path / "wallets"),
+        "name": "box", "db_path": str(db), "db_create": True, "wallet_path": str(tmp_path / "wallets"),
         "wallet_name": "absent", "metagraph_file": str(snapshot), "wandb_mode": "disabled"})
     assert failed
     assert "wallet 'absent' does not exist" in result["msg"]
