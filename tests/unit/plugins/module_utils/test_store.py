@@ -580,7 +580,7 @@ def test_a_damaged_file_is_refused_for_writing(tmp_path):
     upstream_db(path)
     connection = raw(path)
     connection.execute("CREATE TABLE filler (x TEXT)")
-    connection.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,) for _ in range(200)])
+    connection.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 200)
     connection.close()
     data = bytearray(path.read_bytes())
     size = raw(path).execute("PRAGMA page_size").fetchone()[0]
