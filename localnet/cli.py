@@ -1,4 +1,4 @@
-"""python -m localnet {up,down,status,fault}: run a small SN27 subnet on this machine."""
+"""python -m localnet {up,down,status,fault,validator-writer}: run a small SN27 subnet on this machine."""
 
 import argparse
 import ipaddress
@@ -14,7 +14,7 @@ _collection.ensure_importable()
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import NiComputeError  # noqa: E402
-from localnet import box, faults, layout as layout_mod, probe, procs, seed  # noqa: E402
+from localnet import box, faults, layout as layout_mod, probe, procs, seed, validator_writer  # noqa: E402
 from localnet.layout import Layout  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
@@ -287,6 +287,16 @@ def cmd_fault(args):
     return 0
 
 
+def cmd_validator_writer(args):
+    layout, _record = _running(args)
+    # "not >" also refuses nan; inf would never write.
+    if not 0 < args.interval < float("inf"):
+        raise LocalnetError("--interval must be a positive number of seconds")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise LocalnetError("--duration must be a positive number of seconds")
+    return validator_writer.main(layout.db_path, args.interval, args.duration, args.report)
+
+
 # ---------------------------------------------------------------- entry point
 
 def parser():
@@ -322,6 +332,16 @@ def parser():
     fault.add_argument("mode", choices=faults.MODES)
     fault.add_argument("seconds", nargs="?", type=float, help="delay for slow and late")
     fault.set_defaults(handler=cmd_fault)
+
+    writer = sub.add_parser("validator-writer",
+                            help="stand in for the validator process: rewrite miner_details and stats (same values) "
+                                 "in a loop until killed or --duration")
+    state(writer)
+    writer.add_argument("--interval", type=float, default=0.5, help="seconds between rounds (default 0.5)")
+    writer.add_argument("--duration", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
+    writer.add_argument("--report", help="JSON file with the committed and failed transaction counts, "
+                                         "rewritten after every transaction")
+    writer.set_defaults(handler=cmd_validator_writer)
     return top
 
 
