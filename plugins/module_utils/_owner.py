@@ -23,9 +23,11 @@ def _boot_time():
 
 
 def process_started(pid):
-    """Unix time the process started (10 ms resolution on Linux), or None when it does not exist.
+    """Unix time the process started (10 ms resolution on Linux), or None when it is not running.
 
-    Raises OSError where /proc cannot tell (not Linux).
+    A zombie is not running: a killed run whose parent died too may stay one for good where
+    nothing reaps orphans (a container whose pid 1 is not an init). Raises OSError where /proc
+    cannot tell (not Linux).
     """
     try:
         with open("/proc/%d/stat" % pid) as handle:
@@ -33,8 +35,10 @@ def process_started(pid):
     except FileNotFoundError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    ticks = int(stat[stat.rindex(")") + 2:].split()[19])
-    return round(_boot_time() + ticks / os.sysconf("SC_CLK_TCK"), 2)
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X", "x"):
+        return None
+    return round(_boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 @dataclass(frozen=True)

@@ -601,3 +601,21 @@ def test_a_healthy_writable_file_passes_and_is_checked_once(store, monkeypatch):
     monkeypatch.setattr(store, "_rollback", lambda: calls.append(1))
     store.require_writable()
     assert calls == []
+
+
+def test_a_zombie_owner_is_gone(store):
+    # A child that exited but was never reaped stays in /proc as a zombie until its parent waits.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    started = process_started(child.pid)
+    assert started is not None
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with open("/proc/%d/stat" % child.pid) as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the child did not become a zombie")
+    owner = Owner(Owner.current().host, child.pid, started)
+    assert pending(store, owner=owner).abandoned(time.time()).startswith("its run (pid")
+    child.wait()
