@@ -31,8 +31,10 @@ options:
     default: default
   wallet_hotkey:
     description:
-      - Hotkey of O(wallet_name) that signs requests. It must be registered on the subnet;
-        real miners only answer validators with enough stake.
+      - Hotkey of O(wallet_name) that signs requests. It must be registered on the subnet:
+        v1.8.3 miners answer any registered hotkey (their whitelist test is inverted) and fail an
+        unregistered caller with HTTP 500. Stake matters afterwards - miners keep an allocation only
+        while a validator with more than 1.024e3 stake lists it in its signed W&B run.
       - Falls back to E(NICOMPUTE_WALLET_HOTKEY).
     type: str
     default: default
@@ -81,7 +83,12 @@ options:
       - V(online) publishes to the W&B service (needs O(wandb_api_key)); real miners release
         allocations that no validator publishes.
       - V(offline) writes the run locally only; V(disabled) skips W&B.
-      - V(auto) is V(online) when an API key is set, V(disabled) otherwise.
+      - V(auto) is V(online) when an API key is set (O(wandb_api_key)) or C(~/.netrc) holds one for the
+        W&B host, as wandb itself reads it, and V(disabled) otherwise. Allocating with V(auto) and no
+        key fails - the miner would release the box at its next W&B check; an explicit V(disabled)
+        or V(offline) allocates with a warning saying so.
+      - A failed publication is a task warning (C(wandb.published=false)) naming the consequence and
+        the deadline; the next task of any nicompute module publishes again.
       - Falls back to E(NICOMPUTE_WANDB_MODE).
     type: str
     choices: [auto, online, offline, disabled]
@@ -92,12 +99,14 @@ options:
     type: str
   wandb_entity:
     description:
-      - W&B entity that holds the subnet's runs. Falls back to E(NICOMPUTE_WANDB_ENTITY).
+      - W&B entity that holds the subnet's runs. Miners read only C(neuralinternet); another value
+        warns. Falls back to E(NICOMPUTE_WANDB_ENTITY).
     type: str
     default: neuralinternet
   wandb_project:
     description:
-      - W&B project that holds the subnet's runs. Falls back to E(NICOMPUTE_WANDB_PROJECT).
+      - W&B project that holds the subnet's runs. Miners read only C(opencompute); another value
+        warns. Falls back to E(NICOMPUTE_WANDB_PROJECT).
     type: str
     default: opencompute
   wandb_timeout:
@@ -107,6 +116,29 @@ options:
       - Falls back to E(NICOMPUTE_WANDB_TIMEOUT).
     type: int
     default: 30
+  wandb_base_url:
+    description:
+      - Base URL of the W&B service (a self-hosted server, or localnet's stand-in). The public
+        service when unset.
+      - Falls back to E(NICOMPUTE_WANDB_BASE_URL), then E(WANDB_BASE_URL).
+    type: str
+  miner_sync_period:
+    description:
+      - Seconds between two W&B checks of a miner (75 blocks, about 15 minutes, on the real subnet).
+        An unpublished allocation whose miner no longer holds its key after this long is taken as
+        released. From C(1) to C(86400).
+      - Falls back to E(NICOMPUTE_MINER_SYNC_PERIOD).
+    type: int
+    default: 900
+  unconfirmed_grace:
+    description:
+      - Seconds a miner must keep answering that it does not hold an allocation before the
+        allocation is given up. One such answer proves little - a paused or restarting container,
+        or a docker error, answers so too - so until then the allocation stays, published, in state
+        C(unconfirmed). Upstream's API service waits for 20 misses 180 s apart. From C(0) to C(2592000).
+      - Falls back to E(NICOMPUTE_UNCONFIRMED_GRACE).
+    type: int
+    default: 3600
   wandb_dir:
     description:
       - Directory where the W&B client keeps its run files (created C(0700) when missing), instead

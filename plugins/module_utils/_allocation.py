@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _protocol
@@ -20,18 +21,23 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     NiComputeError,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
+from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import (
+    MINERS_WANDB_ENTITY,
+    MINERS_WANDB_PROJECT,
+)
 from ansible_collections.neuralinternet.compute.plugins.module_utils._ss58 import is_ss58_address
 
 SSH_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
 
 
 def read_ssh_public_key(value):
-    """The key text, from the option's text or the file it names."""
+    """The key text, from the option's text or the first key of the file it names."""
     if value and not value.lstrip().startswith(SSH_KEY_PREFIXES):
         path = os.path.expanduser(value)
         if os.path.isfile(path):
             with open(path) as handle:
-                return handle.read().strip()
+                keys = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+            return keys[0] if keys else ""
     return (value or "").strip()
 
 
@@ -45,10 +51,12 @@ class AllocationRequest:
     base_image: str = "ubuntu"
     dockerfile: str = ""
     check_timeout: float = 5.0
-    allocate_timeout: float = 30.0
+    # Upstream's CLI waits 60 s for a grant: the miner kills, builds and runs a container.
+    allocate_timeout: float = 60.0
     max_attempts: int = 3
     key_size: int = 2048
     return_password: bool = False
+    min_validator_stake: float = 1024.0
 
     def validate(self):
         """The DeviceRequirement (None for a hotkey request); BadInput on any invalid option."""
@@ -58,8 +66,13 @@ class AllocationRequest:
         self.check_timeout = checked_float("check_timeout", self.check_timeout)
         self.allocate_timeout = checked_float("allocate_timeout", self.allocate_timeout)
         self.max_attempts = checked_int("max_attempts", self.max_attempts)
+        self.min_validator_stake = checked_float("min_validator_stake", self.min_validator_stake)
         if self.ssh_public_key and not self.ssh_public_key.startswith(SSH_KEY_PREFIXES):
             raise BadInput("ssh_public_key is neither an OpenSSH public key nor a readable key file")
+        if any(char in self.ssh_public_key for char in "\r\n'"):
+            # Miners write the key with echo '<key>': a second line or a quote breaks the build.
+            raise BadInput("ssh_public_key must be one key on one line without quotes: miners write it with "
+                           "echo '<key>'")
         given = dict((k, v) for k, v in self.requirements.items() if v is not None)
         if self.hotkey is not None:
             if given:
@@ -128,20 +141,65 @@ def _describe_identity(identity):
     return "by requirements"
 
 
+def wandb_warnings(settings):
+    """Why miners will not see what this task publishes, before anything is published."""
+    mode = settings.effective_wandb_mode
+    period = settings.miner_sync_period // 60
+    if mode in ("disabled", "offline"):
+        return ["W&B publication is %s (wandb_mode=%s): no validator run lists this allocation, so its miner "
+                "releases the box at its next W&B check (about every %d minutes)" % (mode, settings.wandb_mode,
+                                                                                      period)]
+    if not settings.miners_read_these_runs:
+        return ["miners read runs of %s/%s only; publishing to %s/%s keeps no allocation alive" % (
+            MINERS_WANDB_ENTITY, MINERS_WANDB_PROJECT, settings.wandb_entity, settings.wandb_project)]
+    return []
+
+
+def require_wandb_for_allocation(settings):
+    """wandb_mode auto without credentials: allocating would hand over a box its miner soon takes back."""
+    if settings.wandb_mode == "auto" and settings.wandb_credentials() is None:
+        raise BadInput("no W&B credentials (wandb_api_key, WANDB_API_KEY or ~/.netrc for %s): SN27 miners keep an "
+                       "allocation only while a staked validator's signed W&B run lists it, so the miner would "
+                       "release the box at its next W&B check (about every %d minutes). Set wandb_api_key, or "
+                       "wandb_mode: disabled to allocate anyway" % (settings.wandb_host,
+                                                                    settings.miner_sync_period // 60))
+
+
+def publication_warnings(settings, wandb_result):
+    """A failed publication, its consequence and its deadline."""
+    if wandb_result.get("published") or wandb_result.get("mode") == "disabled":
+        return []
+    deadline = time.strftime("%H:%M UTC", time.gmtime(time.time() + settings.miner_sync_period))
+    return ["W&B publication failed (%s): miners that find no staked validator listing them release their box at "
+            "their next W&B check (by about %s); the next task of any nicompute module publishes again"
+            % (wandb_result.get("error"), deadline)]
+
+
+def _finish(client, result):
+    """Publish what changed (or what an earlier task failed to publish) and add the warnings."""
+    result["wandb"] = client.publish()
+    warnings = result.get("warnings", []) + publication_warnings(client.settings, result["wandb"])
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
 def allocate(settings, request, check_mode=False):
     """Run the allocate task; returns the module result or raises NiComputeError."""
     requirement = request.validate()
     settings.validate()
+    require_wandb_for_allocation(settings)
     wanted = request.identity(requirement)
     client = ComputeClient(settings, check_mode=check_mode)
-    client.check_caller()
+    client.check_caller(request.min_validator_stake)
     # Before any miner is contacted: a grant must never meet a database that cannot record it.
     client.store.require_writable()
     reconciled = client.reconcile(request.check_timeout, check_mode)
-    result = {"changed": any(item["changed"] for item in reconciled), "reconciled": reconciled}
+    result = {"changed": any(item["changed"] for item in reconciled), "reconciled": reconciled,
+              "warnings": wandb_warnings(settings)}
     record, warning = client.live_allocation(request.name, request.check_timeout, check_mode)
     if warning:
-        result["warnings"] = [warning]
+        result["warnings"].append(warning)
     if record is not None:
         mismatch = _mismatch(record, request, wanted)
         if mismatch:
@@ -149,11 +207,11 @@ def allocate(settings, request, check_mode=False):
                            "names=%s) or choose another name" % (request.name, mismatch, request.name),
                            allocation=allocation_view(record))
         if record.timeline is not None and record.timeline != request.timeline:
-            result.setdefault("warnings", []).append(
+            result["warnings"].append(
                 "allocation %r keeps its timeline of %s days; this task asks for %s (an allocation cannot be "
                 "extended)" % (request.name, record.timeline, request.timeline))
         result["allocation"] = allocation_view(record, request.return_password)
-        return result
+        return _without_empty_warnings(result if check_mode else _finish(client, result))
     if check_mode:
         ranking = client.check_availability(client.rank(requirement, request.hotkey), request.check_timeout)
         result.update(ranking.report(), allocation=None)
@@ -162,20 +220,27 @@ def allocate(settings, request, check_mode=False):
             result.update(changed=True, diff={"before": {}, "after": {"name": request.name, "hotkey": best["hotkey"],
                                                                       "uid": best["uid"],
                                                                       "resource": best["resource"]}})
-        return result
+        return _without_empty_warnings(result)
     record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
                                      request.docker_requirement(), request.check_timeout,
                                      request.allocate_timeout, request.max_attempts, request.key_size, wanted)
     result.update(report)
     if record is None:
+        _finish(client, result)
         wanted = "miner %s" % request.hotkey if request.hotkey else requirement.describe()
         raise MinerRefused("no miner could be allocated for %r (%s): %d candidates available, %d rejected, "
                            "%d attempts failed" % (request.name, wanted, len(report["candidates"]),
                                                    len(report["rejected"]), len(report["attempts"])),
-                           **report)
+                           **_without_empty_warnings(result))
     view = allocation_view(record, request.return_password)
-    result.update(changed=True, allocation=view, wandb=client.publish(),
+    result.update(changed=True, allocation=view,
                   diff={"before": {}, "after": dict((k, v) for k, v in view.items() if k != "password")})
+    return _without_empty_warnings(_finish(client, result))
+
+
+def _without_empty_warnings(result):
+    if not result.get("warnings"):
+        result.pop("warnings", None)
     return result
 
 
@@ -196,8 +261,13 @@ def deallocation_targets(hotkeys, names):
     return targets["hotkeys"], targets["names"]
 
 
-def deallocate(settings, hotkeys, names, force=False, timeout=12.0, check_mode=False):
-    """Run the deallocate task; failures to release are reported after every target was tried."""
+def deallocate(settings, hotkeys, names, force=False, timeout=60.0, check_mode=False):
+    """Run the deallocate task: unpublish at once, then ask each miner to release.
+
+    A miner that does not confirm keeps its record (releasing, unpublished) for later runs; it
+    releases the box itself at its next W&B check. The task fails only when the unpublished list
+    did not reach W&B, since then nothing makes the miner let go.
+    """
     hotkeys, names = deallocation_targets(hotkeys, names)
     if not isinstance(force, bool):
         raise BadInput("force must be true or false, got %r" % (force,), option="force")
@@ -217,16 +287,20 @@ def deallocate(settings, hotkeys, names, force=False, timeout=12.0, check_mode=F
         return result
     outcomes = [client.deallocate(record, timeout, force) for record in records]
     result["deallocations"] = outcomes
-    kept = sorted(o["name"] or o["hotkey"] for o in outcomes if o["result"] == "failed")
+    kept = sorted(o["name"] or o["hotkey"] for o in outcomes if o["result"] in ("failed", "unpublished"))
     result["diff"]["after"] = {"allocations": kept} if kept else {}
     result["changed"] = any(o["result"] != "failed" for o in outcomes)
-    warnings = [o["warning"] for o in outcomes if o.get("warning")]
-    if warnings:
-        result["warnings"] = warnings
-    if result["changed"]:
-        result["wandb"] = client.publish()
+    result["warnings"] = [o["warning"] for o in outcomes if o.get("warning")]
+    _finish(client, result)
+    _without_empty_warnings(result)
     failed = [o for o in outcomes if o["result"] == "failed"]
     if failed:
-        raise NiComputeError("%d of %d deallocations were not confirmed by their miner; the records are "
-                             "kept (state releasing) for a retry" % (len(failed), len(outcomes)), **result)
+        raise NiComputeError("%d of %d deallocations could not start: %s" % (
+            len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), **result)
+    unpublished = [o for o in outcomes if o["result"] in ("unpublished", "forgotten")]
+    if unpublished and not result["wandb"]["published"] and result["wandb"]["mode"] != "disabled":
+        raise NiComputeError("%d of %d miners did not confirm the release and the unpublished list did not reach "
+                             "W&B (%s), so nothing makes them let go yet; the records are kept (releasing) and the "
+                             "next task publishes again" % (len(unpublished), len(outcomes),
+                                                            result["wandb"]["error"]), **result)
     return result

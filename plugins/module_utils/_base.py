@@ -46,6 +46,9 @@ def base_argument_spec():
         wandb_project=_option("str", "opencompute"),
         wandb_timeout=_option("int", 30),
         wandb_dir=_option("path", DEFAULT_WANDB_DIR),
+        wandb_base_url=_option("str"),
+        miner_sync_period=_option("int", 900),
+        unconfirmed_grace=_option("int", 3600),
     )
     for name, variables in ENV_FALLBACKS.items():
         spec[name]["fallback"] = (env_fallback, list(variables))

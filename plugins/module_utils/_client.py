@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _protocol
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
+    BadInput,
     Claimed,
     CryptoError,
     NotFound,
@@ -24,7 +25,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
     gpu_summary,
     parse_specs,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store import PUBLISHED_STATES, AllocationStore
 
 DAY_SECONDS = 86400
 # Added to a claim's lease beyond the requests it covers: database waits, key generation, a slow host.
@@ -120,12 +121,21 @@ class ComputeClient:
             self._query = self.network.MinerQuery(self.keypair)
         return self._query
 
-    def check_caller(self):
-        """Load the wallet and refuse early when its hotkey is not registered on the subnet."""
+    def check_caller(self, min_stake=0.0):
+        """Load the wallet and refuse early when its hotkey is not registered on the subnet, or its
+        total stake is below min_stake (miners honour only W&B runs of validators above it)."""
         hotkey = self.keypair.ss58_address
-        if hotkey not in self.neurons():
+        neuron = self.neurons().get(hotkey)
+        if neuron is None:
             raise NotFound("hotkey %s of wallet %s is not registered on netuid %s; miners refuse "
                            "unregistered callers" % (hotkey, self.settings.wallet_name, self.settings.netuid))
+        if neuron.stake < min_stake:
+            raise BadInput("hotkey %s has a total stake of %g on netuid %s, below min_validator_stake %g: miners "
+                           "keep an allocation only while a validator above that stake lists it in its signed W&B "
+                           "run, so the miner would release the box at its next W&B check (about every %d minutes). "
+                           "Stake more, or set min_validator_stake: 0 to allocate anyway"
+                           % (hotkey, neuron.stake, self.settings.netuid, min_stake,
+                              self.settings.miner_sync_period // 60), stake=neuron.stake)
         return hotkey
 
     def neuron(self, hotkey):
@@ -136,10 +146,22 @@ class ComputeClient:
 
     # -- W&B
     def publish(self):
-        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
-        if self.settings.effective_wandb_mode == "disabled":
+        """Publish the published states' hotkeys unless W&B already has exactly these lists.
+
+        Any task of any module calls this, so a failed publication is redone by the next task.
+        """
+        mode = self.settings.effective_wandb_mode
+        if mode == "disabled":
             return {"mode": "disabled", "published": False, "error": None}
-        return WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store).publish()
+        lists = {"allocated_hotkeys": self.store.allocated_hotkeys(), "penalized_hotkeys": sorted(self.store.penalized())}
+        last = self.store.last_publication() or {}
+        if last.get("ok") and last.get("mode") == mode and all(last.get(key) == value for key, value in lists.items()):
+            return dict(mode=mode, published=True, error=None, unchanged=True, run_id=last.get("run_id"), **lists)
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
+        result = WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store).publish(lists)
+        self.store.record_publication(dict(lists, mode=mode, ok=bool(result["published"]), error=result["error"],
+                                           run_id=result.get("run_id"), at=time.time()))
+        return result
 
     # -- ranking
     def rank(self, requirement=None, hotkey=None):
@@ -152,7 +174,7 @@ class ComputeClient:
                            "validator's database.db" % self.store.path, path=self.store.path)
         scores = self.store.scores()
         penalized = self.store.penalized()
-        taken = set(a.hotkey for a in self.store.allocations())
+        taken = set(a.hotkey for a in self.store.allocations() if a.state != "expired")
         neurons = self.neurons()
         targets = [self.neuron(hotkey)] if hotkey else sorted(neurons.values(), key=lambda n: n.uid)
         own = self.keypair.ss58_address if self._keypair is not None else None
@@ -197,25 +219,37 @@ class ComputeClient:
 
     # -- allocation
     def live_allocation(self, name, timeout, check_mode=False):
-        """The active allocation called name, or None once its miner no longer holds it.
+        """The published allocation called name, or None once it is gone; returns (record, warning).
 
-        Returns (record, warning): a miner that does not answer keeps the record.
+        One "not held" proves little (a paused container or a docker error answers so too): the
+        record is kept as unconfirmed, still published, and dropped only once the miner has said so
+        for unconfirmed_grace seconds. A miner that does not answer keeps the record.
         """
         record = self.store.get(name=name)
-        if record is None or record.state != "active":
+        if record is None or record.state not in PUBLISHED_STATES:
             return None, None
         neuron = self.neurons().get(record.hotkey)
         if neuron is None:
             return record, "miner %s is no longer in the metagraph" % record.hotkey
         reply = self.query.still_allocated(neuron, record.regkey, timeout)
-        if reply.status is False:
-            # Expired or released miner-side: the record is stale.
+        if reply.status is True:
+            if record.state == "unconfirmed" and not check_mode:
+                record = self.store.confirm(record.hotkey, record.regkey)
+            return record, None
+        if reply.status is None:
+            return record, "miner %s did not confirm the allocation: %s" % (record.hotkey, reply.describe())
+        now = time.time()
+        since = record.unconfirmed_since or now
+        if now - since >= self.settings.unconfirmed_grace:
+            # "Not held" for the whole grace period: the box is gone.
             if not check_mode:
                 self.store.remove(record.hotkey, record.regkey)
             return None, None
-        if reply.status is None:
-            return record, "miner %s did not confirm the allocation: %s" % (record.hotkey, reply.describe())
-        return record, None
+        if not check_mode:
+            record = self.store.mark_unconfirmed(record.hotkey, record.regkey, "the miner answered: not held")
+        return record, ("miner %s answers that it does not hold %r (since %s); a paused or restarting box answers "
+                        "so too, so it stays allocated and published until that lasted %d s" % (
+                            record.hotkey, name, _utc(since), self.settings.unconfirmed_grace))
 
     def allocate(self, name, requirement, hotkey, timeline, docker_req, check_timeout,
                  allocate_timeout, max_attempts, key_bits=2048, request=None):
@@ -279,30 +313,43 @@ class ComputeClient:
             self.store.remove(neuron.hotkey, public_pem)
             attempt.update(result="refused", reason="the miner refused the allocation")
             return attempt
-        # No answer: the miner may still have granted it, so release with our key to be sure.
-        attempt.update(result="no answer", reason=reply.describe())
-        self._release_after_failure(neuron, public_pem, reply.describe(), attempt, timeout)
+        # No answer: the miner may still be building the box, and refuses a release until it stored
+        # our key. The record stays, unpublished, for later runs to release (and the miner releases
+        # an allocation no validator publishes at its next W&B check).
+        attempt.update(result="no answer", reason=reply.describe(), kept_for_retry=True)
+        self._keep_releasing(neuron.hotkey, public_pem, "no answer to the allocation: %s" % reply.describe(), attempt)
         return attempt
 
     def _release_after_failure(self, neuron, public_pem, why, attempt, timeout):
+        """Ask the miner to release what it granted; only "released" settles it, anything else is kept."""
         reply = self.query.deallocate(neuron, public_pem, timeout)
-        if reply.answered:
+        if reply.status is True:
             self.store.remove(neuron.hotkey, public_pem)
             return
+        attempt["kept_for_retry"] = True
+        self._keep_releasing(neuron.hotkey, public_pem, "%s; release: %s" % (why, reply.describe()), attempt)
+
+    def _keep_releasing(self, hotkey, public_pem, why, attempt):
         try:
-            self.store.mark_releasing(neuron.hotkey, public_pem, "%s; release unanswered: %s" % (why, reply.describe()))
-            attempt["kept_for_retry"] = True
+            self.store.mark_releasing(hotkey, public_pem, why)
         except NotFound:
             # The record is gone (another run settled it): nothing to retry from here.
-            attempt["release_unconfirmed"] = reply.describe()
+            attempt["kept_for_retry"] = False
 
     def reconcile(self, timeout, check_mode=False):
-        """Settle records whose run is gone or whose lease expired; returns what was (or would be) done.
+        """Settle records whose run is gone or whose lease expired, and unpublish expired allocations.
 
-        Records of live runs are left alone: they are theirs to finish.
+        Returns what was (or would be) done. Records of live runs are left alone: they are theirs.
         """
         outcomes = []
         now = time.time()
+        for record in self.store.allocations():
+            if record.state in PUBLISHED_STATES and record.expires_at is not None and record.expires_at <= now:
+                outcomes.append({"hotkey": record.hotkey, "name": record.name, "state": record.state,
+                                 "changed": True, "why": "its timeline ended at %s" % _utc(record.expires_at),
+                                 "result": "would be unpublished as expired" if check_mode else "expired"})
+        if outcomes and not check_mode:
+            self.store.expire(now)
         for record in self.store.pending() + self.store.allocations(state="releasing"):
             why = record.abandoned(now)
             if why is None:
@@ -314,20 +361,29 @@ class ComputeClient:
                 item["result"] = "kept: the miner left the metagraph"
             elif check_mode:
                 item.update(result="would ask the miner to release this key", changed=True)
-            elif self.store.take_over(record, self.owner, timeout + LEASE_MARGIN_S) is None:
+            elif self.store.take_over(record, self.owner, 2 * timeout + LEASE_MARGIN_S) is None:
                 continue  # another run took it first
             else:
-                reply = self.query.deallocate(neuron, record.regkey, timeout)
-                if reply.answered:
-                    # True: released now; False: the miner no longer holds this key (never granted or expired).
-                    self.store.remove(record.hotkey, record.regkey)
-                    item.update(changed=True, result="released" if reply.status
-                                else "not held by the miner; record dropped")
-                else:
-                    self.store.mark_releasing(record.hotkey, record.regkey, "reconcile: %s" % reply.describe())
-                    item["result"] = "kept for retry: %s" % reply.describe()
+                item.update(self._settle(record, neuron, timeout, "reconcile"))
             outcomes.append(item)
         return outcomes
+
+    def _settle(self, record, neuron, timeout, who):
+        """Ask the miner to release an unpublished record; drop it when the release is confirmed, or
+        when a whole W&B sync period after unpublishing the miner no longer holds the key."""
+        reply = self.query.deallocate(neuron, record.regkey, timeout)
+        if reply.status is True:
+            self.store.remove(record.hotkey, record.regkey)
+            return {"changed": True, "result": "released"}
+        since = record.unpublished_at or record.created_at or time.time()
+        if time.time() - since >= self.settings.miner_sync_period:
+            held = self.query.still_allocated(neuron, record.regkey, timeout)
+            if held.status is False:
+                self.store.remove(record.hotkey, record.regkey)
+                return {"changed": True, "result": "released by the miner after it was unpublished"}
+        self.store.mark_releasing(record.hotkey, record.regkey, "%s: %s" % (who, reply.describe()))
+        return {"result": "kept for retry: the release %s; unpublished since %s, so the miner releases it at its "
+                          "next W&B check" % (reply.describe(), _utc(since))}
 
     # -- deallocation
     def resolve_targets(self, hotkeys, names):
@@ -356,25 +412,40 @@ class ComputeClient:
             return False
 
     def deallocate(self, record, timeout, force=False):
-        """Release one allocation; the record is kept (releasing) when the miner does not answer."""
+        """Unpublish one allocation at once, then ask its miner to release it.
+
+        The record stays (releasing, outside the published list) until the miner confirms, or
+        until a W&B sync period after unpublishing it no longer holds the key: a miner releases
+        what no validator publishes at its next check, even when it never answers us.
+        """
         item = {"hotkey": record.hotkey, "name": record.name}
         if record.state == "pending" and record.abandoned(time.time()) is None:
             item.update(result="failed", error="the allocation is still being made by %s; retry once it has "
                         "finished" % record.owner.describe())
             return item
-        neuron = self.neurons().get(record.hotkey)
-        reply = self.query.deallocate(neuron, record.regkey, timeout) if neuron and record.regkey else None
-        if reply is not None and reply.answered:
+        if record.state == "expired":
             self.store.remove(record.hotkey, record.regkey)
-            item["result"] = "released" if reply.status else "not held by the miner any more; record removed"
+            item["result"] = "expired; record removed"
             return item
-        why = reply.describe() if reply is not None else (
-            "the miner is not in the metagraph" if neuron is None else "the record has no public key")
+        record = self.store.mark_releasing(record.hotkey, record.regkey, "deallocation requested")
+        neuron = self.neurons().get(record.hotkey)
+        if neuron is None or not record.regkey:
+            settled = {"result": "kept for retry: %s" % (
+                "the miner is not in the metagraph" if neuron is None else "the record has no public key")}
+        else:
+            settled = self._settle(record, neuron, timeout, "deallocate")
+        if settled["result"].startswith("released"):
+            item["result"] = settled["result"]
+            return item
         if force:
             self.store.remove(record.hotkey, record.regkey)
-            item.update(result="forgotten", warning="the miner did not confirm the release (%s); it keeps "
-                        "the box until its timeline ends" % why)
+            item.update(result="forgotten", warning="%s: the miner did not confirm the release (%s); the record is "
+                        "dropped, and the miner releases the box at its next W&B check once the unpublished list "
+                        "reaches W&B (or when its timeline ends)" % (record.name or record.hotkey, settled["result"]))
             return item
-        self.store.mark_releasing(record.hotkey, record.regkey, why)
-        item.update(result="failed", error=why)
+        item.update(result="unpublished", warning="%s: %s" % (record.name or record.hotkey, settled["result"]))
         return item
+
+
+def _utc(epoch):
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))

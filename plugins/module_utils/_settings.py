@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import netrc
 import os
 from dataclasses import dataclass, fields
+from urllib.parse import urlparse
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked_int
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
@@ -31,8 +33,15 @@ ENV_FALLBACKS = {
     "wandb_project": ("NICOMPUTE_WANDB_PROJECT",),
     "wandb_timeout": ("NICOMPUTE_WANDB_TIMEOUT",),
     "wandb_dir": ("NICOMPUTE_WANDB_DIR",),
+    "wandb_base_url": ("NICOMPUTE_WANDB_BASE_URL", "WANDB_BASE_URL"),
+    "miner_sync_period": ("NICOMPUTE_MINER_SYNC_PERIOD",),
+    "unconfirmed_grace": ("NICOMPUTE_UNCONFIRMED_GRACE",),
 }
 DEFAULT_WANDB_DIR = "~/.cache/nicompute/wandb"
+DEFAULT_WANDB_HOST = "api.wandb.ai"
+# Where SN27 miners read the validators' runs (hard-coded in v1.8.3, compute/wandb/wandb.py).
+MINERS_WANDB_ENTITY = "neuralinternet"
+MINERS_WANDB_PROJECT = "opencompute"
 
 
 @dataclass
@@ -52,6 +61,11 @@ class Settings:
     wandb_project: str = "opencompute"
     wandb_timeout: int = 30
     wandb_dir: str = DEFAULT_WANDB_DIR
+    wandb_base_url: str = None
+    # Seconds between two W&B checks of a miner: 75 blocks of 12 s on the real subnet.
+    miner_sync_period: int = 900
+    # Seconds a miner must answer "not held" before an allocation is given up (upstream's API: 20 x 180 s).
+    unconfirmed_grace: int = 3600
 
     @classmethod
     def from_params(cls, params):
@@ -68,7 +82,7 @@ class Settings:
             raise BadInput("db_path must name the validator's database file", option="db_path")
         if os.path.isdir(self.db_path):
             raise BadInput("db_path %s is a directory, not a database file" % self.db_path, option="db_path")
-        for option in ("netuid", "metagraph_cache_ttl", "wandb_timeout"):
+        for option in ("netuid", "metagraph_cache_ttl", "wandb_timeout", "miner_sync_period", "unconfirmed_grace"):
             checked_int(option, getattr(self, option))
         if self.metagraph_file:
             if not os.path.exists(self.metagraph_file):
@@ -79,7 +93,26 @@ class Settings:
         return self
 
     @property
+    def wandb_host(self):
+        return urlparse(self.wandb_base_url).hostname if self.wandb_base_url else DEFAULT_WANDB_HOST
+
+    def wandb_credentials(self):
+        """Where a W&B API key comes from (the option, or ~/.netrc for the W&B host, as wandb reads it), or None."""
+        if self.wandb_api_key:
+            return "wandb_api_key"
+        try:
+            if netrc.netrc().authenticators(self.wandb_host):
+                return "~/.netrc"
+        except (OSError, netrc.NetrcParseError):
+            pass
+        return None
+
+    @property
     def effective_wandb_mode(self):
         if self.wandb_mode == "auto":
-            return "online" if self.wandb_api_key else "disabled"
+            return "online" if self.wandb_credentials() else "disabled"
         return self.wandb_mode
+
+    @property
+    def miners_read_these_runs(self):
+        return (self.wandb_entity, self.wandb_project) == (MINERS_WANDB_ENTITY, MINERS_WANDB_PROJECT)

@@ -42,34 +42,42 @@ UPSTREAM_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS blacklist (id INTEGER PRIMARY KEY, hotkey TEXT UNIQUE, details TEXT)",
     "CREATE TABLE IF NOT EXISTS stats (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, gpu_specs TEXT, "
     "score REAL, allocated BOOLEAN, own_score BOOLEAN, reliability_score REAL, "
-    "created_at TIMESTAMP)",
+    "created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)",
     "CREATE TABLE IF NOT EXISTS wandb_runs (hotkey TEXT PRIMARY KEY, run_id TEXT NOT NULL)",
 )
 
 # This collection's bookkeeping; upstream readers never look at it.
+# pending: claimed, the request is out (never published). active: granted and published.
+# unconfirmed: the miner answered "not held" (which proves little: a paused container or a
+# docker error reads so too); still published until the grace period ends. releasing:
+# unpublished, kept with its key until the miner confirms or one of its W&B sync periods has
+# passed. expired: past its timeline, unpublished; kept for listings until its name is reused.
 OWN_TABLE = "nicompute_allocation"
-OWN_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS nicompute_allocation (hotkey TEXT PRIMARY KEY, name TEXT UNIQUE, "
-    "state TEXT NOT NULL CHECK(state IN ('pending','active','releasing')), uid INTEGER, ip TEXT, "
-    "regkey TEXT, ssh_key TEXT, resource TEXT, timeline INTEGER, created_at REAL, expires_at REAL, "
-    "error TEXT, uuid TEXT, owner_host TEXT, owner_pid INTEGER, owner_started REAL, lease_until REAL, "
-    "request TEXT)",
+STATES = ("pending", "active", "unconfirmed", "releasing", "expired")
+PUBLISHED_STATES = ("active", "unconfirmed")
+OWN_COLUMNS_SQL = (
+    ("hotkey", "TEXT PRIMARY KEY"), ("name", "TEXT UNIQUE"),
+    ("state", "TEXT NOT NULL CHECK(state IN (%s))" % ",".join("'%s'" % state for state in STATES)),
+    ("uid", "INTEGER"), ("ip", "TEXT"), ("regkey", "TEXT"), ("ssh_key", "TEXT"), ("resource", "TEXT"),
+    ("timeline", "INTEGER"), ("created_at", "REAL"), ("expires_at", "REAL"), ("error", "TEXT"), ("uuid", "TEXT"),
+    ("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("owner_started", "REAL"), ("lease_until", "REAL"),
+    ("request", "TEXT"), ("unconfirmed_since", "REAL"), ("unpublished_at", "REAL"),
 )
-# Columns added after the first release: a table made by an older version gets them on open.
-OWN_ADDED_COLUMNS = (("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("owner_started", "REAL"),
-                     ("lease_until", "REAL"), ("request", "TEXT"))
-STATES = ("pending", "active", "releasing")
+OWN_TABLE_SQL = "CREATE TABLE %s (%s)" % (OWN_TABLE, ", ".join("%s %s" % column for column in OWN_COLUMNS_SQL))
+# What the collection last published (and whether it worked), so any later task republishes.
+STATE_TABLE_SQL = "CREATE TABLE nicompute_state (key TEXT PRIMARY KEY, value TEXT)"
+OWN_SCHEMA = (OWN_TABLE_SQL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1),
+              STATE_TABLE_SQL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
 DETAILS_KEYS = ("username", "password", "port", "version", "ip", "resource", "regkey", "ssh_key", "uuid")
-CREDENTIAL_KEYS = ("username", "password", "port", "version")
+# Miners before v1.8.0 send no version; it is recorded as null.
+CREDENTIAL_KEYS = ("username", "password", "port")
 
 BUSY_TIMEOUT_S = 30.0
 LOCK_RETRIES = 3
 DAY_S = 86400.0
 
-_OWN_COLUMNS = ("hotkey", "name", "state", "uid", "ip", "regkey", "ssh_key", "resource", "timeline",
-                "created_at", "expires_at", "error", "uuid", "owner_host", "owner_pid", "owner_started",
-                "lease_until", "request")
-_RECORD_COLUMNS = _OWN_COLUMNS[:13]
+_OWN_COLUMNS = tuple(name for name, _kind in OWN_COLUMNS_SQL)
+_RECORD_COLUMNS = _OWN_COLUMNS[:13] + ("unconfirmed_since", "unpublished_at")
 
 
 def connect(path, create=False):
@@ -95,20 +103,31 @@ def ensure_upstream_schema(connection):
     _ensure(connection, UPSTREAM_SCHEMA)
 
 
-def _missing_columns(connection):
-    """ALTER statements for the bookkeeping columns an older version's table lacks."""
+def _outdated_own_table(connection):
+    """True when the bookkeeping table exists in an older shape (columns or states)."""
+    row = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (OWN_TABLE,)).fetchone()
+    return row is not None and row[0] != OWN_TABLE_SQL
+
+
+def _rebuild_own_table(connection):
+    """Bring an older version's bookkeeping table to the current shape, keeping its rows.
+
+    SQLite cannot change a CHECK constraint in place: copy the shared columns into a new table.
+    """
     present = set(row[1] for row in connection.execute("PRAGMA table_info(%s)" % OWN_TABLE))
-    if not present:
-        return []
-    return ["ALTER TABLE %s ADD COLUMN %s %s" % (OWN_TABLE, name, kind)
-            for name, kind in OWN_ADDED_COLUMNS if name not in present]
+    kept = ", ".join(name for name in _OWN_COLUMNS if name in present)
+    connection.execute(OWN_TABLE_SQL.replace(OWN_TABLE, OWN_TABLE + "_new", 1))
+    connection.execute("INSERT INTO %s_new (%s) SELECT %s FROM %s" % (OWN_TABLE, kept, kept, OWN_TABLE))
+    connection.execute("DROP TABLE %s" % OWN_TABLE)
+    connection.execute("ALTER TABLE %s_new RENAME TO %s" % (OWN_TABLE, OWN_TABLE))
 
 
 def _ensure(connection, statements):
     existing = _table_names(connection)
     # Only write when something is missing: a complete, read-only file stays readable.
     missing = [sql for sql in statements if sql.split()[5] not in existing]
-    if not missing and not _missing_columns(connection):
+    rebuild = OWN_SCHEMA[0] in statements
+    if not missing and not (rebuild and _outdated_own_table(connection)):
         return
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -117,8 +136,8 @@ def _ensure(connection, statements):
         for statement in statements:
             if statement.split()[5] not in existing:
                 connection.execute(statement)
-        for statement in _missing_columns(connection):
-            connection.execute(statement)
+        if rebuild and _outdated_own_table(connection):
+            _rebuild_own_table(connection)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
@@ -162,6 +181,8 @@ class Allocation:
     expires_at: float | None = None
     error: str | None = None
     uuid: str | None = None
+    unconfirmed_since: float | None = None
+    unpublished_at: float | None = None
     owner: Owner | None = None
     lease_until: float | None = None
     request: dict | None = None
@@ -170,7 +191,7 @@ class Allocation:
 
     def abandoned(self, now):
         """Why another run may settle this pending or releasing record, or None while its run owns it."""
-        if self.state == "active":
+        if self.state not in ("pending", "releasing"):
             return None
         if self.lease_until is None or self.lease_until <= now:
             return "its lease expired" if self.lease_until is not None else "it has no lease"
@@ -341,6 +362,9 @@ class AllocationStore:
         uuid = uuid or str(uuid_module.uuid4())
 
         def work(connection):
+            # An expired allocation no longer holds its miner or its name.
+            connection.execute("DELETE FROM nicompute_allocation WHERE state = 'expired' AND (hotkey = ? OR name = ?)",
+                               (hotkey, name))
             held = self._own_row(connection, hotkey=hotkey)
             if held is not None or self._upstream_row(connection, hotkey):
                 holder = "allocation %r (%s)" % (held["name"], held["state"]) if held is not None else \
@@ -382,6 +406,7 @@ class AllocationStore:
             if upstream is not None and (_loads(upstream["details"]) or {}).get("regkey") != regkey:
                 raise NotFound("miner %s was recorded for another allocation meanwhile" % hotkey, hotkey=hotkey)
             details = dict((key, credentials[key]) for key in CREDENTIAL_KEYS)
+            details["version"] = credentials.get("version")
             details.update(ip=row["ip"], resource=row["resource"], regkey=row["regkey"],
                            ssh_key=row["ssh_key"], uuid=row["uuid"])
             details = dict((key, details[key]) for key in DETAILS_KEYS)
@@ -401,31 +426,77 @@ class AllocationStore:
         return self.get(hotkey=hotkey)
 
     def mark_releasing(self, hotkey, regkey, error=None):
-        """Mark this allocation as being released, kept with its key for a retry by any run."""
+        """Unpublish this allocation and keep it, with its key, as releasing for a retry by any run.
+
+        Its row leaves upstream `allocation` (what the validator and this collection publish), so the
+        miner releases the box at its next W&B check even if it never answers a direct release.
+        """
 
         def work(connection):
             now = time.time()
-            if self._own_row_for(connection, hotkey, regkey) is not None:
-                # Its lease ends now: the next run may retry the release at once.
-                connection.execute("UPDATE nicompute_allocation SET state = 'releasing', error = ?, lease_until = ? "
-                                   "WHERE hotkey = ? AND regkey = ?", (error, now, hotkey, regkey))
-                return
-            if self._own_row(connection, hotkey=hotkey) is not None:
-                raise NotFound("miner %s is held by another allocation" % hotkey, hotkey=hotkey)
+            own = self._own_row_for(connection, hotkey, regkey)
             upstream = self._upstream_row_for(connection, hotkey, regkey)
-            if upstream is None:
+            if own is None and self._own_row(connection, hotkey=hotkey) is not None:
+                raise NotFound("miner %s is held by another allocation" % hotkey, hotkey=hotkey)
+            if own is None and upstream is None:
                 raise NotFound("no allocation for miner %s with this key" % hotkey, hotkey=hotkey)
+            if upstream is not None:
+                connection.execute("DELETE FROM allocation WHERE hotkey = ?", (hotkey,))
+            if own is not None:
+                # Its lease ends now: the next run may retry the release at once.
+                connection.execute(
+                    "UPDATE nicompute_allocation SET state = 'releasing', error = ?, lease_until = ?, "
+                    # A pending record was never published: unpublished since it was claimed.
+                    "unpublished_at = COALESCE(unpublished_at, CASE WHEN state = 'pending' THEN created_at ELSE ? END) "
+                    "WHERE hotkey = ? AND regkey = ?",
+                    (error, now, now, hotkey, regkey))
+                return
             # Made by the upstream CLI: take over its details so the regkey survives.
             details = _loads(upstream["details"]) or {}
             connection.execute(
                 "INSERT INTO nicompute_allocation (hotkey, name, state, ip, regkey, ssh_key, resource, "
-                "created_at, error, uuid, lease_until) VALUES (?, NULL, 'releasing', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, error, uuid, lease_until, unpublished_at) "
+                "VALUES (?, NULL, 'releasing', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (hotkey, details.get("ip"), details.get("regkey"), details.get("ssh_key"),
-                 details.get("resource"), now, error, details.get("uuid"), now),
+                 details.get("resource"), now, error, details.get("uuid"), now, now),
             )
 
         self._write(work)
         return self.get(hotkey=hotkey)
+
+    def mark_unconfirmed(self, hotkey, regkey, why):
+        """The miner answered "not held": keep the allocation (still published), note since when."""
+        now = time.time()
+        self._write(lambda connection: connection.execute(
+            "UPDATE nicompute_allocation SET state = 'unconfirmed', error = ?, "
+            "unconfirmed_since = COALESCE(unconfirmed_since, ?) "
+            "WHERE hotkey = ? AND regkey = ? AND state IN ('active', 'unconfirmed')", (why, now, hotkey, regkey)))
+        return self.get(hotkey=hotkey)
+
+    def confirm(self, hotkey, regkey):
+        """The miner holds the key again: back to active."""
+        self._write(lambda connection: connection.execute(
+            "UPDATE nicompute_allocation SET state = 'active', error = NULL, unconfirmed_since = NULL "
+            "WHERE hotkey = ? AND regkey = ? AND state = 'unconfirmed'", (hotkey, regkey)))
+        return self.get(hotkey=hotkey)
+
+    def expire(self, now=None):
+        """Unpublish every allocation past its timeline and mark it expired; returns those records."""
+        now = time.time() if now is None else now
+
+        def work(connection):
+            rows = connection.execute(
+                "SELECT hotkey, regkey FROM nicompute_allocation WHERE state IN ('active', 'unconfirmed') "
+                "AND expires_at IS NOT NULL AND expires_at <= ?", (now,)).fetchall()
+            for row in rows:
+                if self._upstream_row_for(connection, row["hotkey"], row["regkey"]) is not None:
+                    connection.execute("DELETE FROM allocation WHERE hotkey = ?", (row["hotkey"],))
+                connection.execute(
+                    "UPDATE nicompute_allocation SET state = 'expired', unpublished_at = ?, lease_until = NULL "
+                    "WHERE hotkey = ? AND regkey = ?", (now, row["hotkey"], row["regkey"]))
+            return [row["hotkey"] for row in rows]
+
+        return [self.get(hotkey=hotkey) for hotkey in self._write(work)]
 
     def take_over(self, record, owner, lease_seconds):
         """Make owner the owner of an abandoned pending or releasing record; None when it is not abandoned.
@@ -500,6 +571,23 @@ class AllocationStore:
     def allocated_hotkeys(self):
         """Sorted hotkeys in upstream `allocation` (what the validator publishes to W&B)."""
         return sorted(row[0] for row in self._query("SELECT hotkey FROM allocation"))
+
+    # -- what was published -------------------------------------------------------
+
+    def last_publication(self):
+        """The last publication this collection attempted, as recorded, or None."""
+        rows = self._query("SELECT value FROM nicompute_state WHERE key = 'publication'") \
+            if "nicompute_state" in self._tables() else []
+        return _loads(rows[0][0]) if rows else None
+
+    def record_publication(self, publication):
+        self._write(lambda connection: connection.execute(
+            "INSERT INTO nicompute_state (key, value) VALUES ('publication', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (json.dumps(publication, sort_keys=True),)))
+
+    def _tables(self):
+        with self._guard():
+            return _table_names(self._connection)
 
     # -- validator data ---------------------------------------------------------
 

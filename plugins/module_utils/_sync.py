@@ -3,9 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # Private module_utils of neuralinternet.compute: not a public API.
-# Publishes the validator's allocated (and penalized) hotkeys to its signed W&B run.
-# What is published is derived from the database each time, so a failed sync is simply
-# redone by the next run. wandb is imported only in the child process that publishes,
+# Publishes the validator's allocated (and penalized) hotkeys to its signed W&B run, which
+# is what SN27 miners read to decide whether an allocation lives.
+#
+# Online, the run is changed through W&B's public API (GraphQL), never through
+# wandb.init(): the validator process owns its run, and a second "session" on it would mark
+# it finished. Only allocated_hotkeys, penalized_hotkeys and the signature are changed on an
+# existing run; the validator's config stays as it is. Offline (no service at hand) writes a
+# local run with wandb.init. wandb is imported only in the child process that publishes,
 # which is killed when it overruns: a task never hangs on W&B.
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import uuid
 
 RUN_NAME = "validator-%s"
 ROLE = "validator"
-CLIENT_VERSION = 100  # 100*major + 10*minor + patch of the subnet protocol this speaks (v1.0.0)
+# 100*major + 10*minor + patch of the subnet release whose validator config this mirrors (v1.8.3).
+SUBNET_VERSION = 183
+OWNED_KEYS = ("allocated_hotkeys", "penalized_hotkeys", "signature")
 
 
 def run_signature(sign, run_id):
@@ -25,38 +32,75 @@ def run_signature(sign, run_id):
     return sign(hashlib.sha256(run_id.encode("utf-8")).digest()).hex()
 
 
-def run_config(hotkey, netuid, run_id, sign, allocated, penalized):
-    return {
-        "hotkey": hotkey,
-        "role": ROLE,
-        "config": {"netuid": netuid},
-        "version": CLIENT_VERSION,
-        "allocated_hotkeys": list(allocated),
-        "penalized_hotkeys": list(penalized),
-        "signature": run_signature(sign, run_id),
-    }
+def new_run_config(hotkey, netuid):
+    """The config of a run this collection creates (what upstream's validator writes, minus its own settings)."""
+    return {"hotkey": hotkey, "role": ROLE, "config": {"netuid": netuid}, "version": SUBNET_VERSION}
 
 
-def _publish_in_child(mode, entity, project, run_id, name, config, api_key, wandb_dir, queue):
+def owned_values(sign, run_id, lists):
+    return {"allocated_hotkeys": list(lists["allocated_hotkeys"]),
+            "penalized_hotkeys": list(lists["penalized_hotkeys"]),
+            "signature": run_signature(sign, run_id)}
+
+
+def _find_run(api, path, run_id, name, netuid):
+    """The validator's run: by its stored id, else by display name and netuid (as upstream finds it)."""
+    import wandb
+
+    if run_id:
+        try:
+            return api.run("%s/%s" % (path, run_id))
+        except (wandb.errors.CommError, ValueError):
+            pass
+    for run in api.runs(path, filters={"display_name": name, "config.config.netuid": netuid}):
+        return run
+    return None
+
+
+def _publish_online(settings, hotkey, sign, run_id, lists):
+    import wandb
+
+    overrides = {"base_url": settings.wandb_base_url} if settings.wandb_base_url else {}
+    api = wandb.Api(api_key=settings.wandb_api_key, overrides=overrides, timeout=settings.wandb_timeout)
+    path = "%s/%s" % (settings.wandb_entity, settings.wandb_project)
+    run = _find_run(api, path, run_id, RUN_NAME % hotkey, settings.netuid)
+    if run is None:
+        run = api.create_run(entity=settings.wandb_entity, project=settings.wandb_project,
+                             run_id=run_id or uuid.uuid4().hex[:8])
+        run.display_name = RUN_NAME % hotkey
+        run.config.update(new_run_config(hotkey, settings.netuid))
+    run.config.update(owned_values(sign, run.id, lists))
+    run.update()
+    return run.id
+
+
+def _publish_offline(settings, hotkey, sign, run_id, lists):
+    import wandb
+
+    run_id = run_id or uuid.uuid4().hex[:8]
+    config = dict(new_run_config(hotkey, settings.netuid), **owned_values(sign, run_id, lists))
+    run = wandb.init(entity=settings.wandb_entity, project=settings.wandb_project, id=run_id, name=RUN_NAME % hotkey,
+                     mode="offline", dir=settings.wandb_dir, resume="allow", config=config, reinit=True)
+    run.finish()
+    # A multiprocessing child skips atexit, where wandb would stop its service process: without
+    # this the service still writes (and outlives us) after we report success.
+    wandb.teardown()
+    return run_id
+
+
+def _publish_in_child(settings, hotkey, sign, run_id, lists, queue):
     try:
         os.environ["WANDB_SILENT"] = "true"
-        if api_key:
-            os.environ["WANDB_API_KEY"] = api_key
-        import wandb
-
+        if settings.wandb_api_key:
+            os.environ["WANDB_API_KEY"] = settings.wandb_api_key
         # wandb writes under ./wandb unless told: that would be the playbook's (or an installed
         # collection's) directory.
-        os.makedirs(wandb_dir, mode=0o700, exist_ok=True)
-        run = wandb.init(entity=entity, project=project, id=run_id, name=name, mode=mode, dir=wandb_dir,
-                         resume="allow", config=config, reinit=True)
-        run.config.update(config, allow_val_change=True)
-        run.finish()
-        # A multiprocessing child skips atexit, where wandb would stop its service process: without
-        # this the service still writes (and outlives us) after we report success.
-        wandb.teardown()
-        queue.put(None)
+        os.makedirs(settings.wandb_dir, mode=0o700, exist_ok=True)
+        os.chdir(settings.wandb_dir)
+        publish = _publish_online if settings.effective_wandb_mode == "online" else _publish_offline
+        queue.put(("ok", publish(settings, hotkey, sign, run_id, lists)))
     except BaseException as exc:  # reported to the parent, which decides
-        queue.put("%s: %s" % (type(exc).__name__, exc))
+        queue.put(("error", "%s: %s" % (type(exc).__name__, exc)))
 
 
 class WandbPublisher:
@@ -72,22 +116,20 @@ class WandbPublisher:
     def mode(self):
         return self.settings.effective_wandb_mode
 
-    def publish(self):
-        """Publish the store's allocated and penalized hotkeys; returns a result dict, never raises."""
+    def publish(self, lists=None):
+        """Publish the lists (default: the store's); returns a result dict, never raises."""
         result = {"mode": self.mode, "published": False, "error": None}
         if self.mode == "disabled":
             return result
-        run_id = self.store.wandb_run_id(self.hotkey)
-        if not run_id:
-            run_id = uuid.uuid4().hex[:8]
-            self.store.set_wandb_run_id(self.hotkey, run_id)
-        config = run_config(self.hotkey, self.settings.netuid, run_id, self.sign,
-                            self.store.allocated_hotkeys(), sorted(self.store.penalized()))
+        if lists is None:
+            lists = {"allocated_hotkeys": self.store.allocated_hotkeys(),
+                     "penalized_hotkeys": sorted(self.store.penalized())}
+        result.update(lists)
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
+        # fork: the child inherits the signing key; nothing secret is pickled.
         child = context.Process(target=_publish_in_child, args=(
-            self.mode, self.settings.wandb_entity, self.settings.wandb_project, run_id,
-            RUN_NAME % self.hotkey, config, self.settings.wandb_api_key, self.settings.wandb_dir, queue))
+            self.settings, self.hotkey, self.sign, self.store.wandb_run_id(self.hotkey), lists, queue))
         child.start()
         child.join(self.settings.wandb_timeout)
         if child.is_alive():
@@ -95,7 +137,12 @@ class WandbPublisher:
             child.join()
             result["error"] = "W&B did not answer within %s s" % self.settings.wandb_timeout
             return result
-        error = queue.get() if not queue.empty() else "the W&B publisher exited with %s" % child.exitcode
-        result.update(published=error is None, error=error, run_id=run_id,
-                      allocated_hotkeys=config["allocated_hotkeys"])
+        kind, value = queue.get() if not queue.empty() else ("error", "the W&B publisher exited with %s"
+                                                            % child.exitcode)
+        if kind == "error":
+            result["error"] = value
+            return result
+        if value != self.store.wandb_run_id(self.hotkey):
+            self.store.set_wandb_run_id(self.hotkey, value)
+        result.update(published=True, run_id=value)
         return result

@@ -79,17 +79,21 @@ options:
     default: 1
   ssh_public_key:
     description:
-      - An SSH public key, as text or as the path of a C(.pub) file, that the box accepts for
-        login. Sent as the Allocate synapse's C(docker_requirement.ssh_key).
+      - An SSH public key, as text or as the path of a C(.pub) file (its first key), that the box
+        accepts for login. Sent as the Allocate synapse's C(docker_requirement.ssh_key).
+      - One key on one line, without quotes - miners write it with C(echo '<key>'), so a second line
+        would break the container build.
     type: str
   base_image:
     description:
-      - Container base image passed to the miner.
+      - Container base image passed to the miner. Ignored by v1.8.3 miners, which always build
+        from their own SSH image; sent for miners that honour it.
     type: str
     default: ubuntu
   dockerfile:
     description:
-      - Dockerfile text passed to the miner.
+      - Shell commands the miner runs while building the container, as one Dockerfile
+        C(RUN <dockerfile>) line (v1.8.3 miners); not a whole Dockerfile.
     type: str
     default: ""
   check_timeout:
@@ -101,14 +105,26 @@ options:
   allocate_timeout:
     description:
       - Seconds each allocation attempt may take. Greater than C(0), at most C(3600).
+      - A miner kills, builds and runs a container before it answers; upstream's CLI waits 60 s.
+        An attempt that times out keeps its record (unpublished) for later runs to release - the
+        miner may still be building - and the miner releases an allocation no validator publishes
+        at its next W&B check.
     type: float
-    default: 30
+    default: 60
   max_attempts:
     description:
       - How many available miners are asked to allocate, in ranked order, before giving up
         (C(1) to C(256)). Miners claimed by another run meanwhile are skipped without counting.
     type: int
     default: 3
+  min_validator_stake:
+    description:
+      - Smallest total stake of the caller's hotkey on the subnet that allocating accepts.
+        Miners keep an allocation only while a validator above C(1.024e3) stake lists it in its
+        signed W&B run (v1.8.3), so below it the box would be released at the miner's next W&B
+        check. C(0) allocates anyway.
+    type: float
+    default: 1024
   key_size:
     description:
       - Size of the per-allocation RSA key that the miner encrypts the credentials with.
@@ -191,7 +207,9 @@ allocation:
       returned: success
       sample: nvidia h100 80gb hbm3
     state:
-      description: Record state.
+      description:
+        - Record state, V(active) or V(unconfirmed) (the miner said "not held", which a paused box
+          says too; kept and published for O(unconfirmed_grace) seconds).
       type: str
       returned: success
       sample: active
@@ -234,16 +252,22 @@ attempts:
   elements: dict
   sample: [{hotkey: 5F3..., uid: 12, result: allocated, elapsed: 0.41}]
 reconciled:
-  description: Records left by an interrupted run and what was done with each.
+  description:
+    - Records left by runs that are gone or whose lease expired, and allocations past their
+      timeline, with C(why) and what was (or in check mode would be) done with each.
   returned: always
   type: list
   elements: dict
   sample: [{hotkey: 5F3..., name: training-box, state: pending, result: released, changed: true}]
 wandb:
-  description: Outcome of publishing the allocated hotkeys to W&B.
-  returned: when changed
+  description:
+    - Outcome of publishing the allocated and penalized hotkeys to W&B. C(unchanged) is true when W&B
+      already had these lists from an earlier task, so nothing was sent.
+    - When C(published) is false (and C(mode) is not V(disabled)) the task also warns; the next task of
+      any nicompute module publishes again.
+  returned: when the task did not stop before publishing (not in check mode)
   type: dict
-  sample: {mode: disabled, published: false, error: null}
+  sample: {mode: online, published: true, error: null, run_id: a1b2c3d4, unchanged: false}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -276,6 +300,7 @@ def build_request(params):
         max_attempts=params["max_attempts"],
         key_size=params["key_size"],
         return_password=params["return_password"],
+        min_validator_stake=params["min_validator_stake"],
     )
 
 
@@ -295,7 +320,8 @@ def define_module():
         base_image=dict(type="str", default="ubuntu"),
         dockerfile=dict(type="str", default=""),
         check_timeout=dict(type="float", default=5),
-        allocate_timeout=dict(type="float", default=30),
+        allocate_timeout=dict(type="float", default=60),
+        min_validator_stake=dict(type="float", default=1024),
         max_attempts=dict(type="int", default=3),
         key_size=dict(type="int", default=2048, choices=[2048, 3072, 4096]),
         return_password=dict(type="bool", default=False, no_log=False),

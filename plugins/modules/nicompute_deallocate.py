@@ -10,11 +10,18 @@ module: nicompute_deallocate
 short_description: Release NI Compute (SN27) allocations
 version_added: 0.1.0
 description:
-  - Asks each allocation's miner to release it with the allocation's stored public key (the
-    Registration CLI's C(d)), then removes the record and publishes the new allocated list.
-  - When a miner does not answer, the record is kept in state C(releasing) with the error and
-    the task fails, so that a later run can retry; nothing is silently forgotten.
-  - A miner that answers that it no longer holds the key (the timeline ended) counts as released.
+  - Unpublishes each allocation at once (it leaves the validator's C(allocation) table and the
+    published C(allocated_hotkeys)), then asks its miner to release it with the allocation's stored
+    public key (the Registration CLI's C(d)). SN27 miners release what no staked validator
+    publishes at their next W&B check, so an unpublished allocation ends even when its miner never
+    answers.
+  - The record is removed when the miner confirms the release, or when, one O(miner_sync_period)
+    after unpublishing, the miner no longer holds the key. Until then it is kept in state
+    C(releasing), outside the published list, and later tasks retry the direct release.
+  - A miner's "not released" proves little (a failed kill or an earlier self-release answers so
+    too), so it is never taken as released on its own.
+  - The task fails when a release could not start, or when a miner did not confirm and the
+    unpublished list did not reach W&B (then nothing makes the miner let go yet).
   - An allocation still being made by another run (a pending record whose run is alive) is not
     touched; it is reported as failed.
 author:
@@ -40,15 +47,17 @@ options:
     elements: str
   force:
     description:
-      - Remove the local record even when the miner does not confirm the release. The miner then
-        keeps the box until its timeline ends.
+      - Remove the local record even when the miner does not confirm the release. The allocation
+        is unpublished first, so the miner releases the box at its next W&B check once the new list
+        reached W&B; when it did not (or W&B is off), only the end of its timeline does. Nothing is
+        left to retry the direct release.
     type: bool
     default: false
   timeout:
     description:
-      - Seconds each miner has to answer. Greater than C(0), at most C(3600).
+      - Seconds each miner has to answer (upstream waits 60 s). Greater than C(0), at most C(3600).
     type: float
-    default: 12
+    default: 60
 """
 
 EXAMPLES = r"""
@@ -68,7 +77,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 deallocations:
-  description: One entry per allocation found, with C(result) (released, forgotten, failed, would release).
+  description:
+    - One entry per allocation found, with C(result) - V(released) (the miner confirmed, or no longer
+      held the key a sync period after unpublishing), V(unpublished) (kept as releasing; the miner lets
+      go at its next W&B check; with a C(warning)), V(forgotten) (O(force)), V(expired; record removed),
+      V(failed) (with C(error)), or V(would release) in check mode.
   returned: always
   type: list
   elements: dict
@@ -86,10 +99,14 @@ absent:
   elements: str
   sample: [old-box]
 wandb:
-  description: Outcome of publishing the allocated hotkeys to W&B.
-  returned: when changed
+  description:
+    - Outcome of publishing the allocated and penalized hotkeys to W&B. C(unchanged) is true when W&B
+      already had these lists from an earlier task, so nothing was sent.
+    - When C(published) is false (and C(mode) is not V(disabled)) the task also warns; the next task of
+      any nicompute module publishes again.
+  returned: when the task did not stop before publishing (not in check mode)
   type: dict
-  sample: {mode: disabled, published: false, error: null}
+  sample: {mode: online, published: true, error: null, run_id: a1b2c3d4, unchanged: false}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -108,7 +125,7 @@ def define_module():
         hotkeys=dict(type="list", elements="str", no_log=False),
         names=dict(type="list", elements="str"),
         force=dict(type="bool", default=False),
-        timeout=dict(type="float", default=12),
+        timeout=dict(type="float", default=60),
     )
     return AnsibleModule(
         argument_spec=argument_spec,

@@ -188,12 +188,17 @@ def test_fails_over_past_refusing_and_garbage_miners(client, subnet):
     assert subnet["miners"][1].miner.allocation is None
 
 
-def test_a_stale_record_is_dropped_when_the_miner_no_longer_holds_the_key(client, subnet):
+def test_one_not_held_keeps_the_allocation_and_the_grace_period_ends_it(client, subnet):
     client.check_caller()
     record, _report = client.allocate("box", None, subnet["neurons"][2].hotkey, 1, docker_requirement(), 3, 5, 1)
     miner = subnet["miners"][1].miner
     with miner.lock:
-        miner._release()  # the timeline ended on the miner's side
+        miner._release()  # gone on the miner's side (or only paused: the answer is the same)
+    kept, warning = client.live_allocation("box", 3)
+    assert (kept.state, kept.hotkey) == ("unconfirmed", record.hotkey)
+    assert "does not hold 'box'" in warning and "paused" in warning
+    assert client.store.allocated_hotkeys() == [record.hotkey]  # still published
+    client.settings.unconfirmed_grace = 0
     assert client.live_allocation("box", 3) == (None, None)
     assert client.store.get(hotkey=record.hotkey) is None
 
@@ -264,7 +269,8 @@ def test_reconcile_leaves_a_live_runs_claim_alone_and_settles_a_dead_runs(client
     dead_key = _other_run_claims(client, dead, _exited_process_owner(), name="crashed")
     # The crashed run's miner granted before the run died.
     granted = subnet["miners"][1].miner.handle({
-        "timeline": 1, "device_requirement": {}, "checking": False, "output": {}, "public_key": dead_key,
+        "timeline": 1, "device_requirement": DeviceRequirement.from_options().to_wire(), "checking": False,
+        "output": {}, "public_key": dead_key,
         "docker_requirement": docker_requirement(), "docker_change": False, "docker_action": {}}, Fault())
     assert granted["status"] is True
 
@@ -286,8 +292,16 @@ def test_reconcile_takes_over_a_live_owner_whose_lease_expired(client, subnet):
     hung = subnet["neurons"][3]
     _other_run_claims(client, hung, Owner.current(), lease_seconds=-1.0, name="hung")
     outcomes = client.reconcile(3)
-    assert [(item["name"], item["why"], item["result"]) for item in outcomes] == [
-        ("hung", "its lease expired", "not held by the miner; record dropped")]
+    # "Not released" proves little (the miner may still be building): kept, unpublished.
+    assert [(item["name"], item["why"]) for item in outcomes] == [("hung", "its lease expired")]
+    assert outcomes[0]["result"].startswith("kept for retry: the release answered status false")
+    kept = client.store.get(hotkey=hung.hotkey)
+    assert kept.state == "releasing"
+    # A whole miner sync period after unpublishing, the miner does not hold the key: settled.
+    client.store._connection.execute("UPDATE nicompute_allocation SET unpublished_at = unpublished_at - 1000")
+    client.settings.miner_sync_period = 900
+    outcomes = client.reconcile(3)
+    assert [item["result"] for item in outcomes] == ["released by the miner after it was unpublished"]
     assert client.store.get(hotkey=hung.hotkey) is None
 
 
@@ -309,3 +323,33 @@ def test_a_grant_whose_claim_was_settled_meanwhile_is_released(client, subnet, m
     assert report["attempts"][0]["result"] == "released"
     assert report["attempts"][0]["reason"].startswith("claim lost before the grant arrived")
     assert miners[2].miner.allocation is None  # released, not leaked
+
+
+# -- what keeps an allocation alive on the real subnet ---------------------------------------
+
+def test_a_caller_below_the_miners_stake_threshold_is_refused(client, subnet):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
+
+    assert client.check_caller(1024.0) == subnet["neurons"][0].hotkey  # the operator has 2e4
+    with pytest.raises(BadInput) as caught:
+        client.check_caller(3e4)
+    assert "total stake of 20000 on netuid 27, below min_validator_stake 30000" in caught.value.message
+    assert "release the box at its next W&B check" in caught.value.message
+
+
+def test_publication_is_skipped_when_unchanged_and_redone_after_a_failure(client, tmp_path):
+    # The W&B service cannot be reached from here: the real client writes an offline run.
+    client.settings.wandb_mode = "offline"
+    client.settings.wandb_dir = str(tmp_path / "wandb")
+    client.store._connection.execute("INSERT INTO allocation (hotkey, details) VALUES ('5Hk', '{}')")
+    first = client.publish()
+    assert first["published"] is True and "unchanged" not in first
+    assert client.store.last_publication()["ok"] is True
+    again = client.publish()
+    assert again["unchanged"] is True and again["allocated_hotkeys"] == ["5Hk"]
+    client.store.record_publication(dict(client.store.last_publication(), ok=False, error="down"))
+    redone = client.publish()
+    assert redone["published"] is True and "unchanged" not in redone
+    client.store._connection.execute("DELETE FROM allocation")
+    changed = client.publish()
+    assert "unchanged" not in changed and changed["allocated_hotkeys"] == []

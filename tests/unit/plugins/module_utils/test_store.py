@@ -68,7 +68,10 @@ def upstream_db(path, journal_mode=None):
     connection.close()
 
 
-def snapshot(path, skip=("allocation", "blacklist", "nicompute_allocation")):
+OWN_TABLES = ("nicompute_allocation", "nicompute_state")
+
+
+def snapshot(path, skip=("allocation", "blacklist") + OWN_TABLES):
     connection = raw(path)
     schema = sorted(tuple(row) for row in connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
     rows = {}
@@ -100,7 +103,7 @@ def test_new_file_is_0600_and_has_every_table(tmp_path):
     connection = raw(path)
     tables = set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
     assert tables == {"miner", "miner_details", "allocation", "blacklist", "stats", "wandb_runs",
-                      "nicompute_allocation"}
+                      "nicompute_allocation", "nicompute_state"}
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 
@@ -117,9 +120,9 @@ def test_upstream_database_is_left_untouched(tmp_path):
         store.remove(HOTKEY, REGKEY)
         assert store.allocations() == []
     schema_after, rows_after = snapshot(path)
-    own = [entry for entry in schema_after if entry[2] == "nicompute_allocation"]
+    own = [entry for entry in schema_after if entry[2] in OWN_TABLES]
     assert own and all(entry not in schema_before for entry in own)
-    assert [entry for entry in schema_after if entry[2] != "nicompute_allocation"] == schema_before
+    assert [entry for entry in schema_after if entry[2] not in OWN_TABLES] == schema_before
     rows_after["wandb_runs"] = [row for row in rows_after["wandb_runs"] if row != ("hk3", "abc123")]
     assert rows_after == rows_before
     assert rows_before["tb"] and rows_before["challenge_details"] and rows_before["pog_stats"]
@@ -216,7 +219,9 @@ def test_pending_active_releasing_removed(store):
     releasing = store.mark_releasing(HOTKEY, REGKEY, "miner did not answer")
     assert (releasing.state, releasing.error) == ("releasing", "miner did not answer")
     assert [item.hotkey for item in store.allocations(state="releasing")] == [HOTKEY]
-    assert store.allocated_hotkeys() == [HOTKEY]  # still held miner-side until released
+    # Unpublished at once: miners release what no validator lists, even when they never answer us.
+    assert store.allocated_hotkeys() == []
+    assert releasing.unpublished_at is not None and releasing.regkey == REGKEY
 
     assert store.remove(HOTKEY, REGKEY) is True
     assert store.get(hotkey=HOTKEY) is None
@@ -544,7 +549,9 @@ def test_a_table_from_an_older_version_gains_the_owner_columns(tmp_path):
         # An older version's pending record has no owner to wait for.
         assert record.abandoned(time.time()) == "it has no lease"
     columns = [row[1] for row in raw(path).execute("PRAGMA table_info(nicompute_allocation)")]
-    assert columns[-5:] == ["owner_host", "owner_pid", "owner_started", "lease_until", "request"]
+    assert columns == [name for name, _kind in _store.OWN_COLUMNS_SQL]
+    sql = raw(path).execute("SELECT sql FROM sqlite_master WHERE name = 'nicompute_allocation'").fetchone()[0]
+    assert "'unconfirmed'" in sql and "'expired'" in sql  # the new states are allowed
 
 
 # -- opening for writing ----------------------------------------------------------------------
@@ -619,3 +626,40 @@ def test_a_zombie_owner_is_gone(store):
     owner = Owner(Owner.current().host, child.pid, started)
     assert pending(store, owner=owner).abandoned(time.time()).startswith("its run (pid")
     child.wait()
+
+
+# -- lifetimes: unconfirmed, expired, what was published -------------------------------------
+
+def test_unconfirmed_stays_published_and_keeps_its_first_time(store):
+    pending(store)
+    store.activate(HOTKEY, REGKEY, CREDENTIALS)
+    first = store.mark_unconfirmed(HOTKEY, REGKEY, "not held")
+    again = store.mark_unconfirmed(HOTKEY, REGKEY, "not held")
+    assert (first.state, again.unconfirmed_since) == ("unconfirmed", first.unconfirmed_since)
+    assert store.allocated_hotkeys() == [HOTKEY]
+    back = store.confirm(HOTKEY, REGKEY)
+    assert (back.state, back.unconfirmed_since, back.error) == ("active", None, None)
+
+
+def test_expired_allocations_are_unpublished_and_give_way(store):
+    pending(store, timeline=1)
+    store.activate(HOTKEY, REGKEY, CREDENTIALS)
+    assert store.expire(time.time()) == []
+    expired = store.expire(time.time() + 86400 + 1)
+    assert [(item.hotkey, item.state) for item in expired] == [(HOTKEY, "expired")]
+    assert store.allocated_hotkeys() == []
+    # The miner and the name are free again.
+    assert pending(store, regkey=REGKEY + "new").state == "pending"
+    assert [item.regkey for item in store.allocations()] == [REGKEY + "new"]
+
+
+def test_a_pending_record_released_counts_as_unpublished_since_its_claim(store):
+    claimed = pending(store)
+    releasing = store.mark_releasing(HOTKEY, REGKEY, "no answer")
+    assert releasing.unpublished_at == claimed.created_at
+
+
+def test_the_last_publication_is_kept(store):
+    assert store.last_publication() is None
+    store.record_publication({"ok": False, "allocated_hotkeys": [HOTKEY], "error": "down"})
+    assert store.last_publication() == {"ok": False, "allocated_hotkeys": [HOTKEY], "error": "down"}
