@@ -266,9 +266,12 @@ class ComputeClient:
             candidate = remaining.pop(0)
             try:
                 outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
-                                            allocate_timeout, key_bits, request)
+                                            check_timeout, allocate_timeout, key_bits, request)
             except Claimed as claimed:
                 ranking.reject(candidate, "claimed by another allocation meanwhile: %s" % claimed.message)
+                continue
+            if outcome is None:
+                ranking.reject(candidate, "busy when asked again just before allocating")
                 continue
             tried.append(candidate)
             report["attempts"].append(outcome)
@@ -280,15 +283,23 @@ class ComputeClient:
         report.update(ranking.report())
         return None, report
 
-    def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, timeout, key_bits, request):
+    def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, check_timeout, timeout,
+                     key_bits, request):
+        """One attempt; None when the miner turned busy since the availability check (nothing was sent)."""
         neuron = candidate.neuron
         private_pem, public_pem = _crypto.generate_key_pair(key_bits)
         # Claimed before the request, atomically: a process killed from here on leaves evidence to
         # reconcile, and no other run asks this miner while the claim lives. The lease covers the
-        # request and a release after it.
+        # checks, the request and a release after it.
         self.store.claim(name=name, hotkey=neuron.hotkey, uid=neuron.uid, ip=neuron.ip, regkey=public_pem,
                          ssh_key=docker_req["ssh_key"], resource=candidate.resource, timeline=timeline,
-                         owner=self.owner, lease_seconds=2 * timeout + LEASE_MARGIN_S, request=request)
+                         owner=self.owner, lease_seconds=check_timeout + 2 * timeout + LEASE_MARGIN_S,
+                         request=request)
+        # Miners kill the current container before allocating: ask again right before the request,
+        # so a box another validator took since the first check is not destroyed.
+        if self.query.check_available([neuron], check_timeout)[0].status is not True:
+            self.store.remove(neuron.hotkey, public_pem)
+            return None
         attempt = {"hotkey": neuron.hotkey, "uid": neuron.uid}
         reply = self.query.allocate(neuron, device_requirement, timeline, public_pem, docker_req, timeout)
         attempt["elapsed"] = round(reply.elapsed, 3)

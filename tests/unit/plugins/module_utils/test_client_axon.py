@@ -353,3 +353,31 @@ def test_publication_is_skipped_when_unchanged_and_redone_after_a_failure(client
     client.store._connection.execute("DELETE FROM allocation")
     changed = client.publish()
     assert "unchanged" not in changed and changed["allocated_hotkeys"] == []
+
+
+def test_a_miner_taken_by_another_validator_after_the_check_is_not_evicted(client, subnet):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._crypto import generate_key_pair
+
+    client.check_caller()
+    top = client.rank(None, None).candidates[0].neuron
+    miner = dict((m.uid, m) for m in subnet["miners"])[top.uid].miner
+    theirs = generate_key_pair()[1]
+    original_check = client.check_availability
+
+    def check_then_another_validator_allocates(ranking, timeout):
+        checked = original_check(ranking, timeout)
+        # Another validator (not in this database) takes the best miner right after the check.
+        granted = miner.handle({"timeline": 1, "device_requirement": DeviceRequirement.from_options().to_wire(),
+                                "checking": False, "output": {}, "public_key": theirs,
+                                "docker_requirement": docker_requirement(), "docker_change": False,
+                                "docker_action": {}}, Fault())
+        assert granted["status"] is True
+        return checked
+
+    client.check_availability = check_then_another_validator_allocates
+    record, report = client.allocate("box", None, None, 1, docker_requirement(), 3, 5, 1)
+    assert record is not None and record.hotkey != top.hotkey
+    assert [r["reason"] for r in report["rejected"] if r["hotkey"] == top.hotkey] == [
+        "busy when asked again just before allocating"]
+    assert miner.allocation.public_key == theirs  # their box was not destroyed
+    assert client.store.get(hotkey=top.hotkey) is None
