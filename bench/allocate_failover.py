@@ -39,7 +39,8 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._settings i
 )
 
 # Away from the default 127.0.0.x / nicm users and from bench/localnet_up.py's 127.0.29 / nibn.
-OPTIONS = ["--ip-prefix", "127.0.3", "--user-prefix", "nicb"]
+# No foreign validators (one would hold a miner) and no W&B self-release of unpublished allocations.
+OPTIONS = ["--ip-prefix", "127.0.3", "--user-prefix", "nicb", "--no-foreign-validators", "--sync-seconds", "0"]
 MINERS = 32
 FAULTED = 8
 REQUIREMENTS = {"cpu_count": 1}

@@ -31,7 +31,8 @@ from localnet import concurrency
 
 # Away from the default 127.0.0.x / nicm users, bench/localnet_up.py (127.0.29 / nibn),
 # bench/allocate_failover.py (127.0.3 / nicb) and the tests (127.50-249.x).
-OPTIONS = ["--ip-prefix", "127.0.94", "--user-prefix", "nicq"]
+# No foreign validators (one would hold a miner) and no W&B self-release of unpublished allocations.
+OPTIONS = ["--ip-prefix", "127.0.94", "--user-prefix", "nicq", "--no-foreign-validators", "--sync-seconds", "0"]
 MINERS = 21
 CHECK_TIMEOUT = 5
 ALLOCATE_TIMEOUT = 30

@@ -16,7 +16,8 @@ from localnet_cmd import localnet
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
 
 # Away from the default 127.0.0.x and nicm users, so a running localnet is left alone.
-OPTIONS = ["--ip-prefix", "127.0.29", "--user-prefix", "nibn"]
+# No foreign validators: every neuron but uid 0 is a miner to query (the miners' W&B read stays on).
+OPTIONS = ["--ip-prefix", "127.0.29", "--user-prefix", "nibn", "--no-foreign-validators"]
 
 
 def measure(miners):

@@ -1,4 +1,4 @@
-"""python -m localnet {up,down,status,fault,validator-writer}: run a small SN27 subnet on this machine."""
+"""python -m localnet {up,down,status,fault,wandb,validator-writer}: run a small SN27 subnet on this machine."""
 
 import argparse
 import ipaddress
@@ -15,6 +15,7 @@ _collection.ensure_importable()
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import NiComputeError  # noqa: E402
 from localnet import box, faults, layout as layout_mod, probe, procs, seed, validator_writer  # noqa: E402
+from localnet import wandb_standin, wandb_sync  # noqa: E402
 from localnet.layout import Layout  # noqa: E402
 
 READY_TIMEOUT_S = 30.0
@@ -52,6 +53,15 @@ def _validate(args):
         raise LocalnetError("--state-dir must not contain ':' or a newline")
     if args.day_seconds <= 0:
         raise LocalnetError("--day-seconds must be positive")
+    # "not <=" also refuses nan.
+    if not 0 <= args.build_seconds < float("inf"):
+        raise LocalnetError("--build-seconds must be a number of seconds >= 0")
+    if not 0 <= args.foreign_validators <= len(seed.FOREIGN_VALIDATORS):
+        raise LocalnetError("--foreign-validators must be between 0 and %d" % len(seed.FOREIGN_VALIDATORS))
+    if not 0 <= args.sync_seconds < float("inf"):
+        raise LocalnetError("--sync-seconds must be a number of seconds >= 0 (0: miners never read W&B)")
+    if not 1 <= args.wandb_port <= 65535:
+        raise LocalnetError("--wandb-port must be a TCP port")
 
 
 def _running_in(state_dir):
@@ -85,6 +95,7 @@ def _stop(layout, record):
     return what could not be stopped."""
     idents = [record["pids"]["supervisor"]] if record["pids"].get("supervisor") else []
     idents += list(record["pids"].get("sshd", {}).values())
+    idents += [record["pids"]["wandb"]] if record["pids"].get("wandb") else []
     users = _own_users(layout, record.get("users", []))
     # End the users' sessions first, so sshd's per-connection processes go with them.
     for user in users:
@@ -147,7 +158,9 @@ def cmd_up(args):
     _network.bittensor()
     started = time.monotonic()
     layout = Layout(args.state_dir, args.miners, args.ip_prefix, args.user_prefix, args.axon_port,
-                    args.ssh_port, args.day_seconds)
+                    args.ssh_port, args.day_seconds, build_seconds=args.build_seconds,
+                    miner_version=args.miner_version, foreign_validators=args.foreign_validators,
+                    sync_seconds=args.sync_seconds, wandb_port=args.wandb_port)
     old_layout, old_record = Layout.load(layout.state_dir)
     if old_record is not None:
         # Leftovers of a crashed (or still running) run in this state dir.
@@ -156,15 +169,19 @@ def cmd_up(args):
     for uid in layout.miner_uids:
         _claim_user(layout, layout.user(uid))
     _check_addresses_free(layout)
+    if probe.tcp_open(layout.wandb_ip, layout.wandb_port, timeout=0.2):
+        raise LocalnetError("%s (the W&B stand-in's address) is already in use (another localnet? see --ip-prefix)"
+                            % layout.wandb_url)
     os.makedirs(layout.state_dir, mode=0o700, exist_ok=True)
     os.chmod(layout.state_dir, 0o700)
 
     keys = seed.create_wallets(layout)
     seed.write_metagraph(layout, keys)
     seed.seed_database(layout, keys)
+    seed.seed_wandb(layout, keys)
     seed.write_env(layout)
 
-    pids = {"supervisor": None, "sshd": {}}
+    pids = {"supervisor": None, "sshd": {}, "wandb": None}
     users = [layout.user(uid) for uid in layout.miner_uids]
     # Recorded before anything starts, so `down` or the next `up` cleans a crash at any point.
     _write_record(layout, pids, users)
@@ -177,6 +194,10 @@ def cmd_up(args):
         for uid in layout.miner_uids:
             pids["sshd"][str(uid)] = procs.identity(box.Box(layout, uid).start_sshd())
         _write_record(layout, pids, users)
+        # The W&B stand-in before the supervisor: the miners read it at start.
+        pids["wandb"] = procs.identity(wandb_standin.spawn(layout))
+        _write_record(layout, pids, users)
+        wandb_standin.wait_ready(layout, lambda: procs.alive(pids["wandb"]))
         pids["supervisor"] = procs.identity(_spawn_supervisor(layout))
         _write_record(layout, pids, users)
         _wait_ready(layout, pids)
@@ -188,6 +209,9 @@ def cmd_up(args):
     elapsed = time.monotonic() - started
     print("localnet up: %d miners ready in %.1fs (%s.%d-%d)" % (
         layout.miners, elapsed, layout.ip_prefix, 10 + 1, 10 + layout.miners))
+    print("W&B stand-in: %s (%d foreign validators; miners read it %s)" % (
+        layout.wandb_url, layout.foreign_validators,
+        "every %gs" % layout.sync_seconds if layout.sync_seconds else "never"))
     print("use it with: set -a; . %s; set +a" % layout.env_file)
     return 0
 
@@ -230,9 +254,18 @@ def miners_status(layout):
             "ssh_user": layout.user(uid),
             "fault": str(faults.read_fault(layout, uid)),
             "allocated": bool(allocation.get("allocated")),
-            "paused": bool(allocation.get("paused")),
+            # What the miner's docker says: a paused container (docker action) or the paused fault.
+            "paused": bool(allocation.get("paused")) or (bool(allocation.get("allocated"))
+                                                          and faults.read_fault(layout, uid).mode == "paused"),
+            "building": bool(allocation.get("building")),
+            "build_ready_at": allocation.get("build_ready_at"),
+            "key_fingerprint": allocation.get("key_fingerprint"),
+            "building_key_fingerprint": allocation.get("building_key_fingerprint"),
+            "last_release": allocation.get("last_release"),
             "expires_at": allocation.get("expires_at"),
             "gpu": seed.gpu_summary(uid),
+            # The miner's last W&B read and what it did (kept / released / read failed).
+            "wandb": wandb_sync.miner_report(layout, uid),
         })
     return rows
 
@@ -245,6 +278,9 @@ def cmd_status(args):
         "env_file": layout.env_file,
         "running": bool(supervisor) and procs.alive(supervisor),
         "day_seconds": layout.day_seconds,
+        "build_seconds": layout.build_seconds,
+        "miner_version": layout.miner_version,
+        "wandb": wandb_standin.status(layout, record),
         "miners": miners_status(layout),
     }
     if args.json:
@@ -252,10 +288,12 @@ def cmd_status(args):
         return 0
     print("localnet in %s: %s, %d miners, env %s" % (layout.state_dir, "running" if document["running"] else "NOT running",
                                                      layout.miners, layout.env_file))
+    print(wandb_standin.status_line(document["wandb"]))
     for row in document["miners"]:
         print("%4d  %-48s  %s:%d  ssh %s@%s:%d  %-10s %-9s %s" % (
             row["uid"], row["hotkey"], row["ip"], row["axon_port"], row["ssh_user"], row["ip"], row["ssh_port"],
-            row["fault"], "allocated" if row["allocated"] else "free", row["gpu"]))
+            row["fault"], "building" if row["building"] else "paused" if row["paused"] and row["allocated"]
+            else "allocated" if row["allocated"] else "free", row["gpu"]))
     return 0
 
 
@@ -287,6 +325,13 @@ def cmd_fault(args):
     return 0
 
 
+def cmd_wandb(args):
+    layout, record = _running(args)
+    document = wandb_standin.control(layout, record, args.action)
+    print(json.dumps(document, indent=1) if args.json else wandb_standin.status_line(document))
+    return 0
+
+
 def cmd_validator_writer(args):
     layout, _record = _running(args)
     # "not >" also refuses nan; inf would never write.
@@ -311,6 +356,22 @@ def parser():
     up.add_argument("--miners", type=int, default=8)
     up.add_argument("--day-seconds", type=float, default=86400.0,
                     help="length of a timeline day in seconds, so tests can watch expiry (default 86400)")
+    up.add_argument("--build-seconds", type=float, default=1.0,
+                    help="how long a miner builds a container before it grants (default 1.0; upstream takes "
+                         "tens of seconds)")
+    up.add_argument("--miner-version", type=int, choices=(183, 190), default=183,
+                    help="183 (default): v1.8.3 miners, docker actions check no ownership; "
+                         "190: v1.9.0 docker actions need the allocation key, unregistered callers get 403")
+    up.add_argument("--foreign-validators", type=int, default=len(seed.FOREIGN_VALIDATORS),
+                    help="validators besides the operator's, uids after the miners, with signed W&B runs: "
+                         "a staked one holding the highest-uid miner, one with too little stake, one with a forged "
+                         "signature (default %d, the first K with K)" % len(seed.FOREIGN_VALIDATORS))
+    up.add_argument("--no-foreign-validators", dest="foreign_validators", action="store_const", const=0,
+                    help="same as --foreign-validators 0")
+    up.add_argument("--sync-seconds", type=float, default=5.0,
+                    help="miners read W&B at start and every SECONDS and release an allocation no staked "
+                         "validator's signed run lists (upstream: 75 blocks, ~15 min; default 5; 0: never)")
+    up.add_argument("--wandb-port", type=int, default=8080, help="the W&B stand-in's port on PREFIX.2 (default 8080)")
     up.add_argument("--ip-prefix", default="127.0.0", help="loopback /24 for miners: miner i is PREFIX.(10+i)")
     up.add_argument("--user-prefix", default="nicm", help="login users are PREFIX<uid>")
     up.add_argument("--axon-port", type=int, default=8091)
@@ -326,12 +387,20 @@ def parser():
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
 
-    fault = sub.add_parser("fault", help="set a miner's fault: %s" % ", ".join(faults.MODES))
+    fault = sub.add_parser("fault", help="set a miner's fault: %s" % ", ".join(faults.MODES),
+                           epilog="modes: " + "; ".join("%s: %s" % (mode, faults.MODE_HELP[mode])
+                                                        for mode in faults.MODES))
     state(fault)
     fault.add_argument("miner", help="uid or hotkey")
     fault.add_argument("mode", choices=faults.MODES)
     fault.add_argument("seconds", nargs="?", type=float, help="delay for slow and late")
     fault.set_defaults(handler=cmd_fault)
+
+    wandb = sub.add_parser("wandb", help="stop, start or show the W&B stand-in (stop: the service is down)")
+    state(wandb)
+    wandb.add_argument("action", choices=("stop", "start", "status"))
+    wandb.add_argument("--json", action="store_true")
+    wandb.set_defaults(handler=cmd_wandb)
 
     writer = sub.add_parser("validator-writer",
                             help="stand in for the validator process: rewrite miner_details and stats (same values) "
@@ -349,6 +418,6 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (LocalnetError, box.BoxError, NiComputeError) as exc:
+    except (LocalnetError, box.BoxError, NiComputeError, wandb_standin.StandinError) as exc:
         print("localnet: error: %s" % exc, file=sys.stderr)
         return 1

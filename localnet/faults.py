@@ -4,7 +4,23 @@ import os
 
 from localnet.layout import write_file
 
-MODES = ("healthy", "unresponsive", "slow", "late", "refuse", "garbage", "offline")
+MODES = ("healthy", "unresponsive", "slow", "late", "refuse", "garbage", "offline",
+         "refuse-busy", "old", "paused", "release-fails")
+MODE_HELP = {
+    "healthy": "a strict v1.8.3 miner (the default): evicts on allocate, slow grants, no ownership on docker actions",
+    "unresponsive": "accepts the connection and never answers; clients time out",
+    "slow": "answers every request correctly after SECONDS",
+    "late": "grants an allocation but answers that request only after SECONDS",
+    "refuse": "says it is available, then answers an allocation with status false (touches nothing)",
+    "garbage": "allocates for real, but info is not base64 or is encrypted for another key",
+    "offline": "the axon is stopped: connections are refused",
+    "refuse-busy": "the kind miner of old: an allocation while busy answers status false and evicts nobody",
+    "old": "a miner before v1.8.0: the credentials JSON has no version",
+    "paused": "docker says the container is paused: still-allocated and availability checks read false/free, "
+              "while the allocation and its logins stay",
+    "release-fails": "every kill fails: deallocate and self-release answer false and the allocation stays; "
+                     "an allocation on a busy miner fails; an expiry falling now is lost",
+}
 TIMED_MODES = ("slow", "late")
 # Longer than any sane dendrite timeout; `down` kills the supervisor, so nothing waits on it.
 UNRESPONSIVE_SECONDS = 3600.0

@@ -9,6 +9,9 @@ STATE_DIR/
   supervisor.log       the axon supervisor's output
   miners/<uid>/        per miner: sshd config, host key, log, authorized_keys,
                        fault (set by `fault`), allocation.json (kept by the supervisor)
+  preallocated.json    allocations miners hold from the start (a foreign validator's)
+  wandb/               the W&B stand-in: api_key (0600), runs.json, requests.log,
+                       standin.log, sync.json (the miners' last W&B read)
 """
 
 import json
@@ -23,13 +26,16 @@ MINER_HOTKEY = "default"
 # Marks the users localnet creates (followed by the owning state dir), so leftovers of a
 # crashed run can be told from real users and from another running localnet's users.
 USER_COMMENT = "nicompute-localnet"
+# The W&B stand-in listens on PREFIX.2 (miners are PREFIX.11 and up).
+WANDB_HOST = 2
 
 
 class Layout:
     """Paths and addressing of one localnet, derived from its state dir and settings."""
 
     def __init__(self, state_dir, miners=0, ip_prefix="127.0.0", user_prefix="nicm",
-                 axon_port=8091, ssh_port=4444, day_seconds=86400.0):
+                 axon_port=8091, ssh_port=4444, day_seconds=86400.0, build_seconds=1.0, miner_version=183,
+                 foreign_validators=0, sync_seconds=0.0, wandb_port=8080):
         self.state_dir = os.path.abspath(state_dir)
         self.miners = miners
         self.ip_prefix = ip_prefix
@@ -37,12 +43,23 @@ class Layout:
         self.axon_port = axon_port
         self.ssh_port = ssh_port
         self.day_seconds = day_seconds
+        # How long a miner "builds" a container before it grants; which upstream miner it imitates.
+        self.build_seconds = build_seconds
+        self.miner_version = miner_version
+        # Validators other than the operator's (uids after the miners) with runs on the W&B stand-in;
+        # miners read W&B at start and every sync_seconds (0: never, they keep any allocation).
+        self.foreign_validators = foreign_validators
+        self.sync_seconds = sync_seconds
+        self.wandb_port = wandb_port
 
     # ---- settings persisted in localnet.json
 
     def settings(self):
         return {"miners": self.miners, "ip_prefix": self.ip_prefix, "user_prefix": self.user_prefix,
-                "axon_port": self.axon_port, "ssh_port": self.ssh_port, "day_seconds": self.day_seconds}
+                "axon_port": self.axon_port, "ssh_port": self.ssh_port, "day_seconds": self.day_seconds,
+                "build_seconds": self.build_seconds, "miner_version": self.miner_version,
+                "foreign_validators": self.foreign_validators, "sync_seconds": self.sync_seconds,
+                "wandb_port": self.wandb_port}
 
     @classmethod
     def load(cls, state_dir):
@@ -81,6 +98,31 @@ class Layout:
     def supervisor_log(self):
         return self.path("supervisor.log")
 
+    @property
+    def preallocated_file(self):
+        return self.path("preallocated.json")
+
+    def preallocation(self, uid):
+        """The allocation miner uid holds from the start, or None: {"public_key", "expires_at", "validator"}.
+
+        `up` writes them (the honest foreign validator holds the highest-uid miner); the supervisor
+        gives them to the miners before their axons serve.
+        """
+        return (read_json(self.preallocated_file) or {}).get(str(uid))
+
+    # ---- the W&B stand-in (localnet/wandb_standin.py)
+
+    def wandb_path(self, name):
+        return self.path("wandb", name)
+
+    @property
+    def wandb_ip(self):
+        return "%s.%d" % (self.ip_prefix, WANDB_HOST)
+
+    @property
+    def wandb_url(self):
+        return "http://%s:%d" % (self.wandb_ip, self.wandb_port)
+
     def miner_dir(self, uid):
         return self.path("miners", str(uid))
 
@@ -105,6 +147,12 @@ class Layout:
 
     def miner_wallet(self, uid):
         return "miner%d" % uid
+
+    # ---- foreign validators: uids N+1.. after the N miners
+
+    @property
+    def foreign_uids(self):
+        return range(self.miners + 1, self.miners + 1 + self.foreign_validators)
 
 
 def read_json(path):

@@ -1,14 +1,16 @@
 """Network state that `up` writes: wallets, the metagraph snapshot, the validator database, env."""
 
+import hashlib
 import json
 import os
 import shlex
 import sys
 import time
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _network, _store
-from localnet import _collection
-from localnet.layout import MINER_HOTKEY, NETUID, NETWORK, OPERATOR_HOTKEY, OPERATOR_WALLET, write_file
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _network, _store
+from localnet import _collection, wandb_standin
+from localnet.layout import (MINER_HOTKEY, NETUID, NETWORK, OPERATOR_HOTKEY, OPERATOR_WALLET, write_file,
+                             write_json)
 
 GIB = 1024 ** 3
 TIB = 1024 ** 4
@@ -26,6 +28,24 @@ SPECS_MIX = (
     ("NVIDIA H200", 143771, 1),
     ("NVIDIA A100-PCIE-40GB", 40960, 2),
 )
+# Validators besides the operator's, at uids N+1.. (`up --foreign-validators K` takes the first K),
+# each with a signed run on the W&B stand-in that exercises one of the miners' filters:
+# (wallet name, stake, kind). Miners count a run only when its hotkey has more than
+# VALID_VALIDATOR_STAKE and its signature verifies.
+FOREIGN_VALIDATORS = (
+    ("foreign-honest", 20000.0, "honest"),      # holds the highest-uid miner, publishes it, penalizes one
+    ("foreign-lowstake", 500.0, "low stake"),   # signed, lists every miner, but 500 < 1.024e3
+    ("foreign-forged", 20000.0, "forged"),      # staked, lists every miner, signed by another key
+)
+FOREIGN_HOTKEY = "validator"
+# v1.8.3 validator_permit_stake: miners trust W&B runs of hotkeys above it.
+VALID_VALIDATOR_STAKE = 1.024e3
+# The allocation the honest foreign validator holds: timeline in days.
+PREALLOCATION_DAYS = 30
+WANDB_ENTITY = "neuralinternet"
+WANDB_PROJECT = "opencompute"
+# What v1.8.3 validators put in `version`.
+VALIDATOR_VERSION = 183
 
 
 def _wallet(bt, path, name, hotkey):
@@ -43,6 +63,8 @@ def create_wallets(layout):
     wallets = {0: _wallet(bt, layout.wallet_path, OPERATOR_WALLET, OPERATOR_HOTKEY)}
     for uid in layout.miner_uids:
         wallets[uid] = _wallet(bt, layout.wallet_path, layout.miner_wallet(uid), MINER_HOTKEY)
+    for uid, (name, _stake, _kind) in zip(layout.foreign_uids, FOREIGN_VALIDATORS):
+        wallets[uid] = _wallet(bt, layout.wallet_path, name, FOREIGN_HOTKEY)
     return dict((uid, (w.hotkey.ss58_address, w.coldkeypub.ss58_address)) for uid, w in wallets.items())
 
 
@@ -91,6 +113,9 @@ def write_metagraph(layout, keys):
         neurons.append(_network.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=100.0 + uid,
                                        incentive=score(uid) / max(layout.miners, 1),
                                        ip=layout.ip(uid), port=layout.axon_port))
+    for uid, (_name, stake, _kind) in zip(layout.foreign_uids, FOREIGN_VALIDATORS):
+        neurons.append(_network.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=stake,
+                                       incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True))
     _network.write_snapshot(layout.metagraph_file, neurons, NETWORK, NETUID)
 
 
@@ -127,6 +152,56 @@ def seed_database(layout, keys):
     os.chmod(layout.db_path, 0o600)
 
 
+def run_signature(keypair, run_id):
+    """What upstream validators put in `signature`: hex sr25519 over the SHA-256 digest of the run id, no 0x."""
+    return keypair.sign(hashlib.sha256(run_id.encode("utf-8")).digest()).hex()
+
+
+def seed_wandb(layout, keys):
+    """Fresh W&B state for this network: the foreign validators' signed runs, and the allocation
+    the honest one holds (STATE/preallocated.json, for the supervisor).
+
+    Like the validator database's allocation table, the stand-in's runs start over at every `up`.
+    Returns {uid: run id} of the seeded runs.
+    """
+    bt = _network.bittensor()
+    wandb_standin.ensure_api_key(layout)
+    miners = [keys[uid][0] for uid in layout.miner_uids]
+    held_uid = max(layout.miner_uids)
+    penalized = [keys[min(layout.miner_uids)][0]]
+    runs, run_ids, preallocated = [], {}, {}
+    for uid, (name, _stake, kind) in zip(layout.foreign_uids, FOREIGN_VALIDATORS):
+        hotkey = keys[uid][0]
+        run_id = wandb_standin.new_run_id()
+        signer = bt.Wallet(name=name, hotkey=FOREIGN_HOTKEY, path=layout.wallet_path).hotkey
+        if kind == "forged":
+            # Signed by a key that is not config.hotkey's: miners must not believe it.
+            signer = bt.Keypair.create_from_mnemonic(bt.Keypair.generate_mnemonic())
+        allocated = [keys[held_uid][0]] if kind == "honest" else list(miners)
+        runs.append(wandb_standin.new_run(WANDB_ENTITY, WANDB_PROJECT, run_id, "validator-%s" % hotkey, {
+            "hotkey": hotkey,
+            "role": "validator",
+            "config": {"netuid": NETUID, "network": NETWORK},
+            "version": VALIDATOR_VERSION,
+            "allocated_hotkeys": allocated,
+            "penalized_hotkeys": penalized if kind == "honest" else [],
+            "stats": {},
+            "signature": run_signature(signer, run_id),
+        }))
+        run_ids[uid] = run_id
+        if kind == "honest":
+            _private, public_pem = _crypto.generate_key_pair()
+            preallocated[str(held_uid)] = {"public_key": public_pem, "validator": hotkey,
+                                           "expires_at": time.time() + PREALLOCATION_DAYS * layout.day_seconds}
+    wandb_standin.write_runs(layout, runs, projects=[(WANDB_ENTITY, WANDB_PROJECT)])
+    # Each `up` starts a fresh request log, and no miner has read anything yet.
+    write_file(layout.wandb_path(wandb_standin.REQUESTS_LOG), "", mode=0o600)
+    if os.path.exists(layout.wandb_path("sync.json")):
+        os.unlink(layout.wandb_path("sync.json"))
+    write_json(layout.preallocated_file, preallocated, mode=0o600)
+    return run_ids
+
+
 def write_control_script(layout):
     """STATE_DIR/localnet: `localnet status|fault|down` for this network from anywhere (tests use it)."""
     path = os.path.join(layout.state_dir, "localnet")
@@ -145,7 +220,11 @@ def write_env(layout):
         "NICOMPUTE_WALLET_PATH": layout.wallet_path,
         "NICOMPUTE_METAGRAPH_FILE": layout.metagraph_file,
         "NICOMPUTE_DB_PATH": layout.db_path,
-        "NICOMPUTE_WANDB_MODE": "disabled",
+        # The W&B stand-in (localnet/wandb_standin.py): WANDB_BASE_URL for the wandb SDK itself.
+        "NICOMPUTE_WANDB_MODE": "online",
+        "NICOMPUTE_WANDB_BASE_URL": layout.wandb_url,
+        "NICOMPUTE_WANDB_API_KEY": wandb_standin.ensure_api_key(layout),
+        "WANDB_BASE_URL": layout.wandb_url,
         "NICOMPUTE_LOCALNET_STATE_DIR": layout.state_dir,
         "NICOMPUTE_LOCALNET_CTL": write_control_script(layout),
     }

@@ -22,7 +22,8 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils import _net
 from localnet.box import Box  # noqa: E402
 from localnet.faults import read_fault  # noqa: E402
 from localnet.layout import MINER_HOTKEY, Layout  # noqa: E402
-from localnet.miner import Miner  # noqa: E402
+from localnet.miner import Miner, caller_blacklisted, caller_priority  # noqa: E402
+from localnet import wandb_sync  # noqa: E402
 
 POLL_SECONDS = 0.2
 FIELD_NAMES = [name for name, _kind, _default in _protocol.ALLOCATE_FIELDS]
@@ -38,7 +39,9 @@ class MinerServer:
         self.registered = registered
         self.executor = executor
         self.wallet = bt.Wallet(name=layout.miner_wallet(uid), hotkey=MINER_HOTKEY, path=layout.wallet_path)
-        self.miner = Miner(uid, Box(layout, uid), layout.day_seconds, layout.miner_file(uid, "allocation.json"))
+        self.miner = Miner(uid, Box(layout, uid), layout.day_seconds, layout.miner_file(uid, "allocation.json"),
+                           build_seconds=layout.build_seconds, version=layout.miner_version,
+                           fault_source=lambda: read_fault(layout, uid))
         self.server = None
 
     def _axon(self):
@@ -53,18 +56,22 @@ class MinerServer:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             fields = dict((name, getattr(synapse, name)) for name in FIELD_NAMES)
-            synapse.output = await asyncio.get_running_loop().run_in_executor(executor, miner.handle, fields, fault)
+            # A build waits on the loop, not in a box thread: other miners go on meanwhile.
+            synapse.output = await miner.handle_async(fields, fault, executor)
             if fault.reply_delay(fields):
                 await asyncio.sleep(fault.reply_delay(fields))
             return synapse
 
+        # registered: {hotkey: stake}. v1.8.3 lets any caller past the blacklist; the priority
+        # function then fails for an unregistered one, and the axon answers 500.
         def blacklist(synapse: allocate_class) -> typing.Tuple[bool, str]:
-            if synapse.dendrite.hotkey in registered:
-                return False, "registered"
-            return True, "hotkey %s is not registered on netuid 27" % synapse.dendrite.hotkey
+            return caller_blacklisted(miner.version, registered, synapse.dendrite.hotkey)
+
+        def priority(synapse: allocate_class) -> float:
+            return caller_priority(registered, synapse.dendrite.hotkey)
 
         axon = bt.Axon(wallet=self.wallet, ip=ip, port=port, external_ip=ip, external_port=port)
-        axon.attach(forward_fn=forward, blacklist_fn=blacklist)
+        axon.attach(forward_fn=forward, blacklist_fn=blacklist, priority_fn=priority)
         # bittensor binds 0.0.0.0 whatever ip says; localnet binds loopback only.
         axon.fast_config.host = ip
         return axon
@@ -95,8 +102,7 @@ async def supervise(servers, executor):
             server.apply_fault()
         now = time.time()
         for server in servers:
-            allocation = server.miner.allocation
-            if allocation is not None and allocation.expires_at <= now:
+            if server.miner.expiry_due(now):
                 await loop.run_in_executor(executor, server.miner.expire, now)
         await asyncio.sleep(POLL_SECONDS)
 
@@ -120,9 +126,11 @@ def main(argv):
     del sys.argv[1:]
     # Only the main thread takes SIGTERM/SIGINT; threads started below inherit the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    registered = frozenset(neuron.hotkey for neuron in _network.read_snapshot(layout.metagraph_file)[0])
+    registered = dict((neuron.hotkey, neuron.stake) for neuron in _network.read_snapshot(layout.metagraph_file)[0])
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="box")
     servers = [MinerServer(layout, uid, registered, executor) for uid in layout.miner_uids]
+    # Preallocations first; then the W&B self-release check, in its own thread.
+    wandb_sync.attach(layout, servers)
     threading.Thread(target=_run_loop, args=(servers, executor), name="axons", daemon=True).start()
     print("supervisor %d serving %d miners" % (os.getpid(), len(servers)), flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})

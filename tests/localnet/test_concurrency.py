@@ -42,6 +42,10 @@ RUN = os.getpid()
 CONC_IP, CONC_USERS = "127.%d.%d" % (50 + RUN // 250 % 50, RUN % 250), "nk%x" % RUN
 MINERS = 13
 MATCHING = 12  # every miner but uid 6 (malformed specs) matches a request without requirements
+# No foreign validators (one would hold a miner) and no W&B self-release: these figures are about
+# the database and the miners, not about publishing (tests/localnet/test_wandb_standin.py).
+UP_OPTIONS = ("--miners", str(MINERS), "--ip-prefix", CONC_IP, "--user-prefix", CONC_USERS,
+              "--no-foreign-validators", "--sync-seconds", "0")
 CHECK_TIMEOUT = 5
 ALLOCATE_TIMEOUT = 30
 ROUND_TIMEOUT_S = 75.0  # bound on one round of concurrent module processes
@@ -85,8 +89,7 @@ class Net:
         self.restarts = 0
 
     def up(self):
-        localnet("up", "--state-dir", self.state_dir, "--miners", str(MINERS), "--ip-prefix", CONC_IP,
-                 "--user-prefix", CONC_USERS)
+        localnet("up", "--state-dir", self.state_dir, *UP_OPTIONS)
 
     def down(self):
         localnet("down", "--state-dir", self.state_dir, check=False)
@@ -114,8 +117,7 @@ def net(tmp_path_factory):
     require_environment()
     state_dir = str(tmp_path_factory.mktemp("concurrency"))
     workdir = str(tmp_path_factory.mktemp("runs"))
-    localnet("up", "--state-dir", state_dir, "--miners", str(MINERS), "--ip-prefix", CONC_IP,
-             "--user-prefix", CONC_USERS)
+    localnet("up", "--state-dir", state_dir, *UP_OPTIONS)
     try:
         network = Net(state_dir, workdir)
         candidates = network.plan()
