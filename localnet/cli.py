@@ -255,8 +255,8 @@ def miners_status(layout):
             "fault": str(faults.read_fault(layout, uid)),
             "allocated": bool(allocation.get("allocated")),
             # What the miner's docker says: a paused container (docker action) or the paused fault.
-            "paused": bool(allocation.get("paused")) or (bool(allocation.get("allocated"))
-                                                          and faults.read_fault(layout, uid).mode == "paused"),
+            "paused": bool(allocation.get("paused"))
+            or (bool(allocation.get("allocated")) and faults.read_fault(layout, uid).mode == "paused"),
             "building": bool(allocation.get("building")),
             "build_ready_at": allocation.get("build_ready_at"),
             "key_fingerprint": allocation.get("key_fingerprint"),

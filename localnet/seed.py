@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -225,6 +226,8 @@ def write_env(layout):
         "NICOMPUTE_WANDB_BASE_URL": layout.wandb_url,
         "NICOMPUTE_WANDB_API_KEY": wandb_standin.ensure_api_key(layout),
         "WANDB_BASE_URL": layout.wandb_url,
+        # How often this network's miners read W&B (the real subnet: 900 s).
+        "NICOMPUTE_MINER_SYNC_PERIOD": str(max(1, int(math.ceil(layout.sync_seconds)))),
         "NICOMPUTE_LOCALNET_STATE_DIR": layout.state_dir,
         "NICOMPUTE_LOCALNET_CTL": write_control_script(layout),
     }

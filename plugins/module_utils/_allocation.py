@@ -175,12 +175,14 @@ def publication_warnings(settings, wandb_result):
             % (wandb_result.get("error"), deadline)]
 
 
+# A grant lost to a miner's W&B check before the publication reached it is retried once.
+PUBLICATION_ROUNDS = 2
+
+
 def _finish(client, result):
     """Publish what changed (or what an earlier task failed to publish) and add the warnings."""
     result["wandb"] = client.publish()
-    warnings = result.get("warnings", []) + publication_warnings(client.settings, result["wandb"])
-    if warnings:
-        result["warnings"] = warnings
+    result["warnings"] = result.get("warnings", []) + publication_warnings(client.settings, result["wandb"])
     return result
 
 
@@ -221,10 +223,21 @@ def allocate(settings, request, check_mode=False):
                                                                       "uid": best["uid"],
                                                                       "resource": best["resource"]}})
         return _without_empty_warnings(result)
-    record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
-                                     request.docker_requirement(), request.check_timeout,
-                                     request.allocate_timeout, request.max_attempts, request.key_size, wanted)
-    result.update(report)
+    for _round in range(PUBLICATION_ROUNDS):
+        record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
+                                         request.docker_requirement(), request.check_timeout,
+                                         request.allocate_timeout, request.max_attempts, request.key_size, wanted)
+        result.update(report)
+        if record is None:
+            break
+        _finish(client, result)
+        lost = client.lost_before_publication(record, request.check_timeout, result["wandb"])
+        if not lost:
+            break
+        # The miner read W&B between its grant and our publication and let the box go (v1.8.3
+        # miners have no grace period): nothing leaked; try again.
+        result["warnings"].append(lost)
+        record = None
     if record is None:
         _finish(client, result)
         wanted = "miner %s" % request.hotkey if request.hotkey else requirement.describe()
@@ -235,7 +248,7 @@ def allocate(settings, request, check_mode=False):
     view = allocation_view(record, request.return_password)
     result.update(changed=True, allocation=view,
                   diff={"before": {}, "after": dict((k, v) for k, v in view.items() if k != "password")})
-    return _without_empty_warnings(_finish(client, result))
+    return _without_empty_warnings(result)
 
 
 def _without_empty_warnings(result):

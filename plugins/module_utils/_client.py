@@ -283,6 +283,23 @@ class ComputeClient:
         report.update(ranking.report())
         return None, report
 
+    def lost_before_publication(self, record, timeout, publication):
+        """Why the allocation is gone although it was just granted, or None.
+
+        A miner that reads W&B between its grant and our publication releases the box at once
+        (v1.8.3 has no grace period). Asked once the list is published; a "not held" right after
+        the grant means the box is gone, and the record is removed with its key.
+        """
+        if not publication.get("published") or publication.get("mode") != "online":
+            return None
+        reply = self.query.still_allocated(self.neuron(record.hotkey), record.regkey, timeout)
+        if reply.status is not False:
+            return None
+        self.store.remove(record.hotkey, record.regkey)
+        self.publish()
+        return ("miner %s released %r before the publication reached it (it read W&B in between); allocating "
+                "again" % (record.hotkey, record.name))
+
     def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, check_timeout, timeout,
                      key_bits, request):
         """One attempt; None when the miner turned busy since the availability check (nothing was sent)."""

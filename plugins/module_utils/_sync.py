@@ -52,8 +52,11 @@ def _find_run(api, path, run_id, name, netuid):
             return api.run("%s/%s" % (path, run_id))
         except (wandb.errors.CommError, ValueError):
             pass
-    for run in api.runs(path, filters={"display_name": name, "config.config.netuid": netuid}):
-        return run
+    try:
+        for run in api.runs(path, filters={"display_name": name, "config.config.netuid": netuid}):
+            return run
+    except ValueError:  # "Could not find project": nothing was ever published there
+        pass
     return None
 
 
@@ -65,8 +68,10 @@ def _publish_online(settings, hotkey, sign, run_id, lists):
     path = "%s/%s" % (settings.wandb_entity, settings.wandb_project)
     run = _find_run(api, path, run_id, RUN_NAME % hotkey, settings.netuid)
     if run is None:
-        run = api.create_run(entity=settings.wandb_entity, project=settings.wandb_project,
-                             run_id=run_id or uuid.uuid4().hex[:8])
+        created = api.create_run(entity=settings.wandb_entity, project=settings.wandb_project,
+                                 run_id=run_id or uuid.uuid4().hex[:8])
+        # The object create_run returns cannot be updated (wandb 0.31): read the run back.
+        run = api.run("%s/%s" % (path, created.id))
         run.display_name = RUN_NAME % hotkey
         run.config.update(new_run_config(hotkey, settings.netuid))
     run.config.update(owned_values(sign, run.id, lists))

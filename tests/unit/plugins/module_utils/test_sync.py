@@ -92,3 +92,94 @@ def test_a_publication_that_overruns_is_abandoned(store, keypair, tmp_path, monk
     assert result["published"] is False
     assert result["error"] == "W&B did not answer within 2 s"
     assert time.monotonic() - started < 10
+
+
+# -- online: the real wandb client against localnet's W&B stand-in (the hosted service cannot be
+# reached from here; the stand-in serves the public API's GraphQL subset) ------------------------
+
+class StandinLayout:
+    """What localnet's stand-in needs of a layout: where it keeps its files and where it listens."""
+
+    def __init__(self, root, port):
+        self.root = root
+        self.wandb_ip = "127.0.0.1"
+        self.wandb_port = port
+
+    def wandb_path(self, name):
+        return os.path.join(self.root, name)
+
+
+@pytest.fixture
+def standin(tmp_path):
+    import sys
+    import threading
+
+    sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..")))
+    from localnet import wandb_standin
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    layout = StandinLayout(str(tmp_path / "standin"), port)
+    os.makedirs(layout.root)
+    key = wandb_standin.ensure_api_key(layout)
+    server = wandb_standin.Server(layout)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": "http://127.0.0.1:%d" % port, "key": key, "server": server}
+    server.shutdown()
+    server.server_close()
+
+
+def online(store, standin, tmp_path, **extra):
+    return Settings(db_path=store.path, wandb_mode="online", wandb_api_key=standin["key"], wandb_base_url=standin["url"],
+                    wandb_timeout=60, wandb_dir=str(tmp_path / "wandb"), **extra)
+
+
+def stored_runs(standin):
+    return standin["server"].service.store.runs
+
+
+def test_online_creates_the_run_then_changes_only_its_own_keys(store, keypair, tmp_path, standin):
+    settings = online(store, standin, tmp_path)
+    first = WandbPublisher(settings, keypair.ss58_address, keypair.sign, store).publish()
+    assert first["error"] is None and first["published"] is True
+    (stored,) = stored_runs(standin)
+    assert stored["displayName"] == "validator-%s" % keypair.ss58_address
+    import wandb
+
+    config = wandb.Api(api_key=standin["key"], overrides={"base_url": standin["url"]}).run(
+        "neuralinternet/opencompute/%s" % first["run_id"]).config
+    assert config["role"] == "validator" and config["config"] == {"netuid": 27} and config["version"] == 183
+    assert config["allocated_hotkeys"] == ["hk-a", "hk-b"] and config["penalized_hotkeys"] == ["hk-bad"]
+    assert keypair.verify(hashlib.sha256(first["run_id"].encode()).digest(), bytes.fromhex(config["signature"]))
+    assert store.wandb_run_id(keypair.ss58_address) == first["run_id"]
+
+
+def test_online_finds_the_validators_run_by_display_name_and_keeps_its_config(store, keypair, tmp_path, standin):
+    import wandb
+
+    # The validator process made its run; this database has no run id for it yet.
+    api = wandb.Api(api_key=standin["key"], overrides={"base_url": standin["url"]})
+    made = api.create_run(entity="neuralinternet", project="opencompute", run_id="valrun01")
+    run = api.run("neuralinternet/opencompute/%s" % made.id)
+    run.display_name = "validator-%s" % keypair.ss58_address
+    run.config.update({"hotkey": keypair.ss58_address, "role": "validator", "version": 183,
+                       "config": {"netuid": 27, "axon": {"port": 8091}}, "stats": {"uid": 0}})
+    run.update()
+    result = WandbPublisher(online(store, standin, tmp_path), keypair.ss58_address, keypair.sign, store).publish()
+    assert result["published"] is True and result["run_id"] == "valrun01"
+    assert len(stored_runs(standin)) == 1  # found, not duplicated
+    config = wandb.Api(api_key=standin["key"], overrides={"base_url": standin["url"]}).run(
+        "neuralinternet/opencompute/valrun01").config
+    assert config["config"] == {"netuid": 27, "axon": {"port": 8091}} and config["stats"] == {"uid": 0}
+    assert config["allocated_hotkeys"] == ["hk-a", "hk-b"]
+    assert keypair.verify(hashlib.sha256(b"valrun01").digest(), bytes.fromhex(config["signature"]))
+
+
+def test_online_with_a_wrong_key_fails_and_says_so(store, keypair, tmp_path, standin):
+    settings = online(store, standin, tmp_path)
+    settings.wandb_api_key = "0" * 40
+    result = WandbPublisher(settings, keypair.ss58_address, keypair.sign, store).publish()
+    assert result["published"] is False and result["error"]
+    assert stored_runs(standin) == []
