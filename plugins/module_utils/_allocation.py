@@ -144,11 +144,9 @@ def _describe_identity(identity):
 def wandb_warnings(settings):
     """Why miners will not see what this task publishes, before anything is published."""
     mode = settings.effective_wandb_mode
-    period = settings.miner_sync_period // 60
     if mode in ("disabled", "offline"):
         return ["W&B publication is %s (wandb_mode=%s): no validator run lists this allocation, so its miner "
-                "releases the box at its next W&B check (about every %d minutes)" % (mode, settings.wandb_mode,
-                                                                                      period)]
+                "releases the box at its next W&B check (%s)" % (mode, settings.wandb_mode, settings.miner_sync_text)]
     if not settings.miners_read_these_runs:
         return ["miners read runs of %s/%s only; publishing to %s/%s keeps no allocation alive" % (
             MINERS_WANDB_ENTITY, MINERS_WANDB_PROJECT, settings.wandb_entity, settings.wandb_project)]
@@ -160,9 +158,9 @@ def require_wandb_for_allocation(settings):
     if settings.wandb_mode == "auto" and settings.wandb_credentials() is None:
         raise BadInput("no W&B credentials (wandb_api_key, WANDB_API_KEY or ~/.netrc for %s): SN27 miners keep an "
                        "allocation only while a staked validator's signed W&B run lists it, so the miner would "
-                       "release the box at its next W&B check (about every %d minutes). Set wandb_api_key, or "
+                       "release the box at its next W&B check (%s). Set wandb_api_key, or "
                        "wandb_mode: disabled to allocate anyway" % (settings.wandb_host,
-                                                                    settings.miner_sync_period // 60))
+                                                                    settings.miner_sync_text))
 
 
 def publication_warnings(settings, wandb_result):

@@ -132,10 +132,10 @@ class ComputeClient:
         if neuron.stake < min_stake:
             raise BadInput("hotkey %s has a total stake of %g on netuid %s, below min_validator_stake %g: miners "
                            "keep an allocation only while a validator above that stake lists it in its signed W&B "
-                           "run, so the miner would release the box at its next W&B check (about every %d minutes). "
+                           "run, so the miner would release the box at its next W&B check (%s). "
                            "Stake more, or set min_validator_stake: 0 to allocate anyway"
                            % (hotkey, neuron.stake, self.settings.netuid, min_stake,
-                              self.settings.miner_sync_period // 60), stake=neuron.stake)
+                              self.settings.miner_sync_text), stake=neuron.stake)
         return hotkey
 
     def neuron(self, hotkey):

@@ -29,7 +29,8 @@ except ImportError:
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 KEY_SIZES = (2048, 3072, 4096)
-CREDENTIAL_KEYS = ("username", "password", "port", "version")
+# Miners before v1.8.0 send no version.
+CREDENTIAL_KEYS = ("username", "password", "port")
 
 
 def _require():

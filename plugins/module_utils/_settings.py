@@ -114,5 +114,11 @@ class Settings:
         return self.wandb_mode
 
     @property
+    def miner_sync_text(self):
+        """The miners' W&B check period in words, for messages."""
+        period = self.miner_sync_period
+        return "about every %d minutes" % round(period / 60.0) if period >= 120 else "about every %d s" % period
+
+    @property
     def miners_read_these_runs(self):
         return (self.wandb_entity, self.wandb_project) == (MINERS_WANDB_ENTITY, MINERS_WANDB_PROJECT)

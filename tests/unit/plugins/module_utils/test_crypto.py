@@ -102,14 +102,21 @@ def test_each_fault_has_its_own_message(pair, other_pair):
     assert "base64" in messages["base64"]
     assert "key" in messages["wrong key"]
     assert "JSON" in messages["not json"]
-    assert "password" in messages["missing"] and "version" in messages["missing"]
+    assert "password" in messages["missing"] and "version" not in messages["missing"]
 
 
 def test_missing_keys_are_listed_in_details(pair):
     private_pem, public_pem = pair
     with pytest.raises(CryptoError) as caught:
         _crypto.decrypt_credentials(private_pem, miner_encrypt(public_pem, b'{"username": "root"}'))
-    assert caught.value.details["missing"] == ["password", "port", "version"]
+    assert caught.value.details["missing"] == ["password", "port"]
+
+
+def test_credentials_of_an_old_miner_without_version_are_accepted(pair):
+    private_pem, public_pem = pair
+    payload = b'{"username": "root", "password": "Zx9Yw8Vu7T", "port": 4444}'
+    assert _crypto.decrypt_credentials(private_pem, miner_encrypt(public_pem, payload)) == {
+        "username": "root", "password": "Zx9Yw8Vu7T", "port": 4444}
 
 
 def test_truncated_ciphertext_is_a_decrypt_error(pair):
