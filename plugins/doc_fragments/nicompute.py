@@ -31,7 +31,7 @@ options:
     default: default
   wallet_hotkey:
     description:
-      - Hotkey of O(wallet_name) that signs requests. It must be registered on the subnet:
+      - Hotkey of O(wallet_name) that signs requests. It must be registered on the subnet -
         v1.8.3 miners answer any registered hotkey (their whitelist test is inverted) and fail an
         unregistered caller with HTTP 500. Stake matters afterwards - miners keep an allocation only
         while a validator with more than 1.024e3 stake lists it in its signed W&B run.

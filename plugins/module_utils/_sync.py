@@ -142,8 +142,8 @@ class WandbPublisher:
             child.join()
             result["error"] = "W&B did not answer within %s s" % self.settings.wandb_timeout
             return result
-        kind, value = queue.get() if not queue.empty() else ("error", "the W&B publisher exited with %s"
-                                                            % child.exitcode)
+        exited = ("error", "the W&B publisher exited with %s" % child.exitcode)
+        kind, value = queue.get() if not queue.empty() else exited
         if kind == "error":
             result["error"] = value
             return result

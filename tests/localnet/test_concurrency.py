@@ -18,7 +18,6 @@ Needs root and OpenSSH (the harness installs openssh-server openssh-client sshpa
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from localnet import _collection  # noqa: E402
 
 _collection.ensure_importable()
 
-from localnet import concurrency  # noqa: E402
+from localnet import concurrency, harness  # noqa: E402
 
 # Per test run addresses and users (test_localnet.py uses 127.100-249.x), so concurrent runs,
 # a developer's localnet and the benches never collide.
@@ -52,26 +51,18 @@ ROUND_TIMEOUT_S = 75.0  # bound on one round of concurrent module processes
 WRITER_INTERVAL_S = 0.05
 LATE_S = 8
 RACE_DELAY_S = 4
-NEEDED = ("/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass")
 
 
 def require_environment():
-    missing = [name for name in NEEDED if not shutil.which(name)]
-    if missing:
-        pytest.fail("localnet tests need %s: apt-get install -y openssh-server openssh-client sshpass"
-                    % ", ".join(missing), pytrace=False)
-    if os.geteuid() != 0:
-        pytest.fail("localnet tests must run as root (they start sshd and create users)", pytrace=False)
+    """A missing requirement is a failure, not a skip."""
+    problem = harness.missing_requirements()
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
 def localnet(*args, check=True):
     """Run the real CLI, as a user would."""
-    result = subprocess.run([sys.executable, "-m", "localnet"] + list(args), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("localnet %s failed (%d):\n%s\n%s" % (" ".join(args), result.returncode,
-                                                                   result.stdout, result.stderr))
-    return result
+    return harness.run_cli(*args, check=check)
 
 
 def allocate_args(name, **extra):

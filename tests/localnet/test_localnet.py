@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import shlex
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -30,7 +29,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils import _cry
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import CryptoError  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (  # noqa: E402
     DeviceRequirement)
-from localnet import cli, procs  # noqa: E402
+from localnet import cli, harness, procs  # noqa: E402
 from localnet.faults import Fault  # noqa: E402
 from localnet.miner import Miner, key_fingerprint  # noqa: E402
 
@@ -44,30 +43,21 @@ V190_IP, V190_USERS = "127.%d.%d" % (250 + RUN // 250 % 5, RUN % 250), "nv%x" % 
 BUILD = 2.0
 # What the collection sends; register_allocation reads every key of it.
 DEVICE = DeviceRequirement.from_options().to_wire()
-# What the harness installs (openssh-server openssh-client sshpass); a missing one is a failure, not a skip.
-NEEDED = ("/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass")
 SSH_OPTIONS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ConnectTimeout=5",
                "-o", "LogLevel=ERROR"]
 
 
 def require_environment():
-    missing = [name for name in NEEDED if not shutil.which(name)]
-    if missing:
-        pytest.fail("localnet tests need %s: apt-get install -y openssh-server openssh-client sshpass"
-                    % ", ".join(missing), pytrace=False)
-    if os.geteuid() != 0:
-        pytest.fail("localnet tests must run as root (they start sshd and create users)", pytrace=False)
+    """A missing requirement is a failure, not a skip."""
+    problem = harness.missing_requirements()
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
 def localnet(*args, check=True):
     """Run the real CLI, as a user would."""
-    result = subprocess.run([sys.executable, "-m", "localnet"] + list(args), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("localnet %s failed (%d):\n%s\n%s" % (" ".join(args), result.returncode,
-                                                                   result.stdout, result.stderr))
-    return result
+    return harness.run_cli(*args, check=check)
 
 
 class Net:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from localnet import _collection  # noqa: E402
 _collection.ensure_importable()
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _network, _protocol  # noqa: E402
-from localnet import wandb_standin, wandb_sync  # noqa: E402
+from localnet import harness, wandb_standin, wandb_sync  # noqa: E402
 from localnet.layout import Layout  # noqa: E402
 
 TIMEOUT = 10.0
@@ -42,28 +41,21 @@ SYNC = 2.0
 # A read of a stopped stand-in fails after max(2, SYNC) s; allow for one read in flight, one more, and slack.
 PERIOD_BOUND = SYNC + 2 * max(2.0, SYNC) + 2.0
 DEVICE = {"cpu": {"count": 1}, "gpu": {}, "hard_disk": {"capacity": 1 << 30}, "ram": {"capacity": 1 << 30}}
-NEEDED = ("/usr/sbin/sshd", "ssh", "ssh-keygen")
 ENTITY, PROJECT = "neuralinternet", "opencompute"
 UPSTREAM_FILTERS = {"$and": [{"config.role": "validator"}, {"config.config.netuid": 27},
                              {"config.allocated_hotkeys": {"$exists": True}}]}
 
 
 def require_environment():
-    missing = [name for name in NEEDED if not shutil.which(name)]
-    if missing:
-        pytest.fail("localnet tests need %s: apt-get install -y openssh-server openssh-client"
-                    % ", ".join(missing), pytrace=False)
-    if os.geteuid() != 0:
-        pytest.fail("localnet tests must run as root (they start sshd and create users)", pytrace=False)
+    """A missing requirement is a failure, not a skip."""
+    problem = harness.missing_requirements()
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
 def localnet(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "localnet"] + list(args), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("localnet %s failed (%d):\n%s\n%s" % (" ".join(args), result.returncode,
-                                                                   result.stdout, result.stderr))
-    return result
+    """Run the real CLI, as a user would."""
+    return harness.run_cli(*args, check=check)
 
 
 def wait_for(predicate, timeout, what):
