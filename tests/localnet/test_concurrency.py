@@ -19,7 +19,6 @@ Needs root and OpenSSH (the harness installs openssh-server openssh-client sshpa
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import time
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 import urllib.error
