@@ -286,6 +286,9 @@ def deallocate(settings, hotkeys, names, force=False, timeout=60.0, check_mode=F
     settings.validate()
     client = ComputeClient(settings, check_mode=check_mode)
     client.store.require_writable()
+    if not check_mode:
+        # Every task unpublishes what is past its timeline.
+        client.store.expire()
     records, unknown, absent = client.resolve_targets(hotkeys, names)
     if unknown and not records and not absent:
         raise BadInput("none of the hotkeys is allocated or known on netuid %s: %s"

@@ -381,3 +381,17 @@ def test_a_miner_taken_by_another_validator_after_the_check_is_not_evicted(clien
         "busy when asked again just before allocating"]
     assert miner.allocation.public_key == theirs  # their box was not destroyed
     assert client.store.get(hotkey=top.hotkey) is None
+
+
+def test_reconcile_unpublishes_an_allocation_past_its_timeline(client, subnet):
+    client.check_caller()
+    record, _report = client.allocate("box", None, subnet["neurons"][3].hotkey, 1, docker_requirement(), 3, 5, 1)
+    client.store._connection.execute("UPDATE nicompute_allocation SET expires_at = 1000")
+    planned = client.reconcile(3, check_mode=True)
+    assert [(item["name"], item["result"]) for item in planned] == [("box", "would be unpublished as expired")]
+    assert client.store.allocated_hotkeys() == [record.hotkey]
+    done = client.reconcile(3)
+    assert [(item["name"], item["result"], item["why"]) for item in done] == [
+        ("box", "expired", "its timeline ended at 1970-01-01 00:16:40 UTC")]
+    assert client.store.allocated_hotkeys() == [] and client.store.get(name="box").state == "expired"
+    assert client.live_allocation("box", 3) == (None, None)
