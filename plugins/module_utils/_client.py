@@ -27,7 +27,6 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import PUBLISHED_STATES, AllocationStore
 
-DAY_SECONDS = 86400
 # Added to a claim's lease beyond the requests it covers: database waits, key generation, a slow host.
 LEASE_MARGIN_S = 60.0
 

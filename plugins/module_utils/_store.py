@@ -282,8 +282,7 @@ class AllocationStore:
             return self._connection.execute(sql, parameters).fetchall()
 
     def _has_own_table(self):
-        with self._guard():
-            return OWN_TABLE in _table_names(self._connection)
+        return OWN_TABLE in self._tables()
 
     def _write(self, work):
         """Run work(connection) in one short BEGIN IMMEDIATE transaction, retried when locked."""

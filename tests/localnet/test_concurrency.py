@@ -52,16 +52,14 @@ LATE_S = 8
 RACE_DELAY_S = 4
 
 
-def require_environment():
-    """A missing requirement is a failure, not a skip."""
+def require_environment():  # a missing requirement is a failure, not a skip
     problem = harness.missing_requirements()
     if problem:
         pytest.fail(problem, pytrace=False)
 
 
-def localnet(*args, check=True):
-    """Run the real CLI, as a user would."""
-    return harness.run_cli(*args, check=check)
+# Run the real CLI, as a user would.
+localnet = harness.run_cli
 
 
 def allocate_args(name, **extra):

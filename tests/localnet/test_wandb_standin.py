@@ -45,16 +45,14 @@ UPSTREAM_FILTERS = {"$and": [{"config.role": "validator"}, {"config.config.netui
                              {"config.allocated_hotkeys": {"$exists": True}}]}
 
 
-def require_environment():
-    """A missing requirement is a failure, not a skip."""
+def require_environment():  # a missing requirement is a failure, not a skip
     problem = harness.missing_requirements()
     if problem:
         pytest.fail(problem, pytrace=False)
 
 
-def localnet(*args, check=True):
-    """Run the real CLI, as a user would."""
-    return harness.run_cli(*args, check=check)
+# Run the real CLI, as a user would.
+localnet = harness.run_cli
 
 
 def wait_for(predicate, timeout, what):
