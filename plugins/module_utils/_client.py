@@ -343,7 +343,7 @@ class ComputeClient:
         # No answer: the miner may still be building the box, and refuses a release until it stored
         # our key. The record stays, unpublished, for later runs to release (and the miner releases
         # an allocation no validator publishes at its next W&B check).
-        attempt.update(result="no answer", reason=reply.describe(), kept_for_retry=True)
+        attempt.update(result="no answer", reason=reply.describe())
         self._keep_releasing(neuron.hotkey, public_pem, "no answer to the allocation: %s" % reply.describe(), attempt)
         return attempt
 
@@ -353,12 +353,13 @@ class ComputeClient:
         if reply.status is True:
             self.store.remove(neuron.hotkey, public_pem)
             return
-        attempt["kept_for_retry"] = True
         self._keep_releasing(neuron.hotkey, public_pem, "%s; release: %s" % (why, reply.describe()), attempt)
 
     def _keep_releasing(self, hotkey, public_pem, why, attempt):
+        """Keep the record, unpublished, for later runs; attempt says whether it could be kept."""
         try:
             self.store.mark_releasing(hotkey, public_pem, why)
+            attempt["kept_for_retry"] = True
         except NotFound:
             # The record is gone (another run settled it): nothing to retry from here.
             attempt["kept_for_retry"] = False
