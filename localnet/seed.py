@@ -35,8 +35,8 @@ SPECS_MIX = (
 # VALID_VALIDATOR_STAKE and its signature verifies.
 FOREIGN_VALIDATORS = (
     ("foreign-honest", 20000.0, "honest"),      # holds the highest-uid miner, publishes it, penalizes one
-    ("foreign-lowstake", 500.0, "low stake"),   # signed, lists every miner, but 500 < 1.024e3
-    ("foreign-forged", 20000.0, "forged"),      # staked, lists every miner, signed by another key
+    ("foreign-lowstake", 500.0, "low stake"),   # signed, lists and penalizes every miner, but 500 < 1.024e3
+    ("foreign-forged", 20000.0, "forged"),      # staked, lists and penalizes every miner, signed by another key
 )
 FOREIGN_HOTKEY = "validator"
 # v1.8.3 validator_permit_stake: miners trust W&B runs of hotkeys above it.
@@ -45,8 +45,13 @@ VALID_VALIDATOR_STAKE = 1.024e3
 PREALLOCATION_DAYS = 30
 WANDB_ENTITY = "neuralinternet"
 WANDB_PROJECT = "opencompute"
-# What v1.8.3 validators put in `version`.
+# What v1.8.3 validators and miners put in `version`.
 VALIDATOR_VERSION = 183
+MINER_VERSION = 183
+# What both decoy miner runs claim, no real miner has it: a reader that believes one shows it.
+DECOY_SPECS = ("NVIDIA H200", 143771, 8)
+# STATE/wandb/seeded.json: which seeded runs are which, for tests and readers' checks.
+SEEDED_FILE = "seeded.json"
 
 
 def _wallet(bt, path, name, hotkey):
@@ -78,19 +83,34 @@ def miner_details(uid):
     kind = spec_kind(uid)
     if kind == "malformed":
         return '{"cpu": {"count": 16, "frequency": 2400.0}, "gpu": {"count": 1, "details": [{"name": '
+    return json.dumps(_specs(uid, kind))
+
+
+def wandb_specs(uid):
+    """The `specs` of the miner's W&B run: miner_details parsed; for the malformed miner a JSON
+    object a parser must reject (its one GPU has no name), as the database row is text it must reject."""
+    if spec_kind(uid) != "malformed":
+        return json.loads(miner_details(uid))
+    specs = _specs(uid, ("unnamed", 81920, 1))
+    specs["gpu"]["details"] = [{"capacity": 81920.0}]
+    return specs
+
+
+def _specs(uid, kind):
+    """Upstream's specs dict for a box with kind's GPUs (None: CPU only)."""
     gpu = {"count": 0, "capacity": 0, "details": []}
     if kind is not None:
         name, mib, count = kind
         gpu = {"count": count, "capacity": float(mib * count),
                "details": [{"name": name, "capacity": float(mib)}] * count}
     cpus = 16 * max(gpu["count"], 1)
-    return json.dumps({
+    return {
         "cpu": {"count": cpus, "frequency": 2450.0},
         "gpu": gpu,
         "hard_disk": {"total": 4 * TIB, "free": 3 * TIB - uid * GIB, "used": TIB + uid * GIB},
         "ram": {"total": cpus * 16 * GIB, "available": cpus * 14 * GIB, "used": cpus * 2 * GIB, "free": cpus * 12 * GIB},
         "has_docker": True,
-    })
+    }
 
 
 def gpu_summary(uid):
@@ -159,25 +179,44 @@ def run_signature(keypair, run_id):
 
 
 def seed_wandb(layout, keys):
-    """Fresh W&B state for this network: the foreign validators' signed runs, and the allocation
-    the honest one holds (STATE/preallocated.json, for the supervisor).
+    """Fresh W&B state for this network: the foreign validators' signed runs, the miners' signed
+    specs runs with two decoys after them, and the allocation the honest validator holds
+    (STATE/preallocated.json, for the supervisor).
 
     Like the validator database's allocation table, the stand-in's runs start over at every `up`.
-    Returns {uid: run id} of the seeded runs.
+    Returns what STATE/wandb/seeded.json holds (see docs/localnet.md).
     """
     bt = _network.bittensor()
     wandb_standin.ensure_api_key(layout)
+    runs, validators, preallocated = _validator_runs(bt, layout, keys)
+    miner_runs, miners = _miner_runs(bt, layout, keys)
+    decoy_runs, decoys = _decoy_runs(bt, layout, keys)
+    # Decoys last: a reader that keys runs by hotkey without verifying ends up with the lie.
+    wandb_standin.write_runs(layout, runs + miner_runs + decoy_runs, projects=[(WANDB_ENTITY, WANDB_PROJECT)])
+    seeded = {"entity": WANDB_ENTITY, "project": WANDB_PROJECT, "netuid": NETUID,
+              "validators": validators, "miners": miners, "decoys": decoys}
+    write_json(layout.wandb_path(SEEDED_FILE), seeded, mode=0o600)
+    # Each `up` starts a fresh request log, and no miner has read anything yet.
+    write_file(layout.wandb_path(wandb_standin.REQUESTS_LOG), "", mode=0o600)
+    if os.path.exists(layout.wandb_path("sync.json")):
+        os.unlink(layout.wandb_path("sync.json"))
+    write_json(layout.preallocated_file, preallocated, mode=0o600)
+    return seeded
+
+
+def _validator_runs(bt, layout, keys):
+    """The foreign validators' runs: (runs, {uid: {"run", "hotkey", "kind"}}, preallocated)."""
     miners = [keys[uid][0] for uid in layout.miner_uids]
     held_uid = max(layout.miner_uids)
     penalized = [keys[min(layout.miner_uids)][0]]
-    runs, run_ids, preallocated = [], {}, {}
+    runs, seeded, preallocated = [], {}, {}
     for uid, (name, _stake, kind) in zip(layout.foreign_uids, FOREIGN_VALIDATORS):
         hotkey = keys[uid][0]
         run_id = wandb_standin.new_run_id()
         signer = bt.Wallet(name=name, hotkey=FOREIGN_HOTKEY, path=layout.wallet_path).hotkey
         if kind == "forged":
             # Signed by a key that is not config.hotkey's: miners must not believe it.
-            signer = bt.Keypair.create_from_mnemonic(bt.Keypair.generate_mnemonic())
+            signer = _stranger(bt)
         allocated = [keys[held_uid][0]] if kind == "honest" else list(miners)
         runs.append(wandb_standin.new_run(WANDB_ENTITY, WANDB_PROJECT, run_id, "validator-%s" % hotkey, {
             "hotkey": hotkey,
@@ -185,22 +224,56 @@ def seed_wandb(layout, keys):
             "config": {"netuid": NETUID, "network": NETWORK},
             "version": VALIDATOR_VERSION,
             "allocated_hotkeys": allocated,
-            "penalized_hotkeys": penalized if kind == "honest" else [],
+            "penalized_hotkeys": penalized if kind == "honest" else list(miners),
             "stats": {},
             "signature": run_signature(signer, run_id),
         }))
-        run_ids[uid] = run_id
+        seeded[str(uid)] = {"run": run_id, "hotkey": hotkey, "kind": kind}
         if kind == "honest":
             _private, public_pem = _crypto.generate_key_pair()
             preallocated[str(held_uid)] = {"public_key": public_pem, "validator": hotkey,
                                            "expires_at": time.time() + PREALLOCATION_DAYS * layout.day_seconds}
-    wandb_standin.write_runs(layout, runs, projects=[(WANDB_ENTITY, WANDB_PROJECT)])
-    # Each `up` starts a fresh request log, and no miner has read anything yet.
-    write_file(layout.wandb_path(wandb_standin.REQUESTS_LOG), "", mode=0o600)
-    if os.path.exists(layout.wandb_path("sync.json")):
-        os.unlink(layout.wandb_path("sync.json"))
-    write_json(layout.preallocated_file, preallocated, mode=0o600)
-    return run_ids
+    return runs, seeded, preallocated
+
+
+def _stranger(bt):
+    """A fresh keypair no wallet holds: what a forger signs with."""
+    return bt.Keypair.create_from_mnemonic(bt.Keypair.generate_mnemonic())
+
+
+def _miner_run(run_id, hotkey, specs, signer):
+    """A miner's run as v1.8.3 miners publish it; signer None: no `signature` key at all."""
+    config = {"hotkey": hotkey, "role": "miner", "config": {"netuid": NETUID, "network": NETWORK},
+              "version": MINER_VERSION, "specs": specs}
+    if signer is not None:
+        config["signature"] = run_signature(signer, run_id)
+    return wandb_standin.new_run(WANDB_ENTITY, WANDB_PROJECT, run_id, "miner-%s" % hotkey, config)
+
+
+def _miner_runs(bt, layout, keys):
+    """One signed specs run per miner: (runs, {uid: {"run", "hotkey", "specs": "ok"|"malformed"}})."""
+    runs, seeded = [], {}
+    for uid in layout.miner_uids:
+        run_id = wandb_standin.new_run_id()
+        signer = bt.Wallet(name=layout.miner_wallet(uid), hotkey=MINER_HOTKEY, path=layout.wallet_path).hotkey
+        runs.append(_miner_run(run_id, keys[uid][0], wandb_specs(uid), signer))
+        seeded[str(uid)] = {"run": run_id, "hotkey": keys[uid][0],
+                            "specs": "malformed" if spec_kind(uid) == "malformed" else "ok"}
+    return runs, seeded
+
+
+def _decoy_runs(bt, layout, keys):
+    """Two runs a reader must skip, both claiming DECOY_SPECS: a forged one for the lowest-uid miner
+    (signed by a stranger) and an unsigned one for the next miner (the same one when it is alone).
+    (runs, {"forged"|"unsigned": {"run", "hotkey", "uid", "display_name"}})."""
+    uids = sorted(layout.miner_uids)
+    forged_uid, unsigned_uid = uids[0], uids[1] if len(uids) > 1 else uids[0]
+    runs, seeded = [], {}
+    for kind, uid, signer in (("forged", forged_uid, _stranger(bt)), ("unsigned", unsigned_uid, None)):
+        run_id = wandb_standin.new_run_id()
+        runs.append(_miner_run(run_id, keys[uid][0], _specs(uid, DECOY_SPECS), signer))
+        seeded[kind] = {"run": run_id, "hotkey": keys[uid][0], "uid": uid, "display_name": "miner-%s" % keys[uid][0]}
+    return runs, seeded
 
 
 def write_control_script(layout):

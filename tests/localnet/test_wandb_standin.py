@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import shlex
+import sqlite3
+import stat
 import sys
 import time
 import urllib.error
@@ -26,7 +28,7 @@ from localnet import _collection  # noqa: E402
 _collection.ensure_importable()
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _network, _protocol  # noqa: E402
-from localnet import harness, wandb_standin, wandb_sync  # noqa: E402
+from localnet import harness, seed, wandb_standin, wandb_sync  # noqa: E402
 from localnet.layout import Layout  # noqa: E402
 
 TIMEOUT = 10.0
@@ -34,7 +36,8 @@ TIMEOUT = 10.0
 RUN = os.getpid()
 WB_IP, WB_USERS = "127.%d.%d" % (10 + RUN // 250 % 40, RUN % 250), "nw%x" % RUN
 ONE_IP, ONE_USERS = "127.%d.%d" % (10 + (RUN // 250 + 20) % 40, RUN % 250), "no%x" % RUN
-MINERS = 4
+# Six, so that uid 6, the miner with malformed specs, is among them.
+MINERS = 6
 # Seconds between the miners' W&B reads in these tests (the default is 5).
 SYNC = 2.0
 # A read of a stopped stand-in fails after max(2, SYNC) s; allow for one read in flight, one more, and slack.
@@ -43,6 +46,8 @@ DEVICE = {"cpu": {"count": 1}, "gpu": {}, "hard_disk": {"capacity": 1 << 30}, "r
 ENTITY, PROJECT = "neuralinternet", "opencompute"
 UPSTREAM_FILTERS = {"$and": [{"config.role": "validator"}, {"config.config.netuid": 27},
                              {"config.allocated_hotkeys": {"$exists": True}}]}
+# How v1.8.3 validators find the miners' specs runs.
+MINER_FILTERS = {"$and": [{"config.role": "miner"}, {"config.config.netuid": 27}, {"state": "running"}]}
 
 
 def require_environment():  # a missing requirement is a failure, not a skip
@@ -187,6 +192,15 @@ def test_filters_match_as_upstream_uses_them():
         wandb_standin.matches(run, {"config.role": {"$regex": "val"}})
 
 
+def test_miner_filter_needs_role_netuid_and_running_state():
+    run = _run({"role": "miner", "config": {"netuid": 27}, "specs": {}})
+    assert wandb_standin.matches(run, MINER_FILTERS)
+    assert not wandb_standin.matches(dict(run, state="finished"), MINER_FILTERS)
+    assert not wandb_standin.matches(_run({"role": "miner", "config": {"netuid": 15}}), MINER_FILTERS)
+    assert not wandb_standin.matches(_run({"role": "validator", "config": {"netuid": 27}}), MINER_FILTERS)
+    assert not wandb_standin.matches(run, {"config.signature": {"$exists": True}})
+
+
 def test_judge_rejects_low_stake_forged_and_foreign_netuid():
     bt = _network.bittensor()
     honest, poor, forger = (bt.Keypair.create_from_mnemonic(bt.Keypair.generate_mnemonic()) for _index in range(3))
@@ -297,12 +311,103 @@ def test_foreign_validators_and_their_runs_are_seeded(wnet, wandb_api):
     assert honest.display_name == "validator-" + foreign[0].hotkey
     assert honest.config["allocated_hotkeys"] == [miners[-1]] and honest.config["penalized_hotkeys"] == [miners[0]]
     assert poor.config["allocated_hotkeys"] == miners == forged.config["allocated_hotkeys"]
+    assert poor.config["penalized_hotkeys"] == miners == forged.config["penalized_hotkeys"]
     verify = [wandb_sync.run_signature_valid(r.config["hotkey"], r.config["signature"], r.id)
               for r in (honest, poor, forged)]
     assert verify == [True, True, False]
     # The honest validator really holds the highest-uid miner, from the start.
     top = dict((row["uid"], row) for row in wnet.status()["miners"])[MINERS]
     assert top["allocated"] is True and top["wandb"]["listed"] is True and top["wandb"]["action"] == "kept"
+
+
+def seeded(net):
+    """STATE/wandb/seeded.json: which seeded runs are which."""
+    path = net.layout.wandb_path(seed.SEEDED_FILE)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def database_details(net):
+    """{hotkey: miner_details.details text} from the validator database."""
+    connection = sqlite3.connect(net.env["NICOMPUTE_DB_PATH"])
+    try:
+        return dict(connection.execute("SELECT hotkey, details FROM miner_details"))
+    finally:
+        connection.close()
+
+
+def verifies(run):
+    """Upstream's check: config.signature is config.hotkey's sr25519 over sha256(run id)."""
+    bt = _network.bittensor()
+    digest = hashlib.sha256(run.id.encode("utf-8")).digest()
+    try:
+        keypair = bt.Keypair(ss58_address=run.config["hotkey"])
+        return bool(keypair.verify(digest, bytes.fromhex(run.config["signature"])))
+    except (KeyError, ValueError):
+        return False
+
+
+def read_specs(runs, registered):
+    """A validator's read of the miners' runs: ({hotkey: specs} of verified runs of registered
+    hotkeys, run ids skipped)."""
+    specs, skipped = {}, []
+    for run in runs:
+        if run.config.get("hotkey") in registered and verifies(run):
+            specs[run.config["hotkey"]] = run.config["specs"]
+        else:
+            skipped.append(run.id)
+    return specs, skipped
+
+
+def test_miner_specs_runs_are_seeded_as_upstream_publishes_them(wnet, wandb_api):
+    document = seeded(wnet)
+    assert (document["entity"], document["project"], document["netuid"]) == (ENTITY, PROJECT, 27)
+    runs = list(wandb_api.runs("%s/%s" % (ENTITY, PROJECT), filters=MINER_FILTERS))
+    by_id = dict((run.id, run) for run in runs)
+    decoys = document["decoys"]
+    # One run per miner, plus the forged and the unsigned one; no validator run.
+    assert len(runs) == MINERS + 2 == len(by_id)
+    assert set(by_id) == set(m["run"] for m in document["miners"].values()) | {decoys["forged"]["run"],
+                                                                               decoys["unsigned"]["run"]}
+    details = database_details(wnet)
+    for uid in range(1, MINERS + 1):
+        entry, hotkey = document["miners"][str(uid)], wnet.neurons[uid].hotkey
+        run = by_id[entry["run"]]
+        assert entry["hotkey"] == run.config["hotkey"] == hotkey
+        assert (run.display_name, run.state, run.config["role"], run.config["version"]) == (
+            "miner-" + hotkey, "running", "miner", 183)
+        assert verifies(run), "miner %d's run does not verify" % uid
+        if entry["specs"] == "ok":
+            assert run.config["specs"] == json.loads(details[hotkey])
+        else:
+            # The database row is text no parser reads; the run is an object with a nameless GPU.
+            with pytest.raises(ValueError):
+                json.loads(details[hotkey])
+            assert isinstance(run.config["specs"], dict)
+            assert any("name" not in gpu for gpu in run.config["specs"]["gpu"]["details"])
+    assert [uid for uid, m in document["miners"].items() if m["specs"] == "malformed"] == ["6"]
+
+    forged, unsigned = by_id[decoys["forged"]["run"]], by_id[decoys["unsigned"]["run"]]
+    assert decoys["forged"]["uid"] == 1 and decoys["unsigned"]["uid"] == 2
+    lowest = wnet.neurons[1].hotkey
+    assert forged.config["hotkey"] == lowest and forged.display_name == "miner-" + lowest
+    assert forged.config["signature"] and not verifies(forged)
+    assert forged.config["specs"]["gpu"]["details"] == [{"name": "NVIDIA H200", "capacity": 143771.0}] * 8
+    assert unsigned.config["hotkey"] == wnet.neurons[2].hotkey and "signature" not in unsigned.config
+    assert len(wandb_api.runs("%s/%s" % (ENTITY, PROJECT), filters={"$and": [
+        MINER_FILTERS, {"config.signature": {"$exists": False}}]})) == 1
+
+    # A reader that verifies and keeps registered hotkeys: every miner once, its own specs; 2 skipped.
+    specs, skipped = read_specs(runs, set(n.hotkey for n in wnet.neurons.values()))
+    assert sorted(skipped) == sorted([forged.id, unsigned.id])
+    assert set(specs) == set(wnet.neurons[uid].hotkey for uid in range(1, MINERS + 1))
+    assert specs[wnet.neurons[1].hotkey]["gpu"]["details"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    # The same configs come with the one Runs query (lazy=False), and the read is logged.
+    eager = wandb_api.runs("%s/%s" % (ENTITY, PROJECT), filters=MINER_FILTERS, lazy=False)
+    assert dict((run.id, dict(run.config)) for run in eager) == dict((run.id, dict(run.config)) for run in runs)
+    logged = [e for e in wnet.requests() if e.get("operation") == "Runs" and e.get("filters") == MINER_FILTERS]
+    assert logged and set(logged[-1]["runs"]) == set(by_id) and logged[-1]["status"] == 200
 
 
 # ---------------------------------------------------------------- miners that release themselves
@@ -411,7 +516,10 @@ def test_foreign_validators_option(tmp_path_factory):
     try:
         net = WandbNet(state_dir)
         assert sorted(net.neurons) == [0, 1, 2, 3] and net.neurons[3].stake == 20000.0
-        assert len(wandb_standin.read_runs(net.layout)) == 1
+        # The honest validator's run, two miners' runs and the two decoys.
+        document = seeded(net)
+        assert len(wandb_standin.read_runs(net.layout)) == 1 + 2 + 2 and list(document["validators"]) == ["3"]
+        assert (document["decoys"]["forged"]["uid"], document["decoys"]["unsigned"]["uid"]) == (1, 2)
         rows = dict((row["uid"], row) for row in net.status()["miners"])
         # Held from the start; with --sync-seconds 0 nobody reads W&B.
         assert rows[2]["allocated"] is True and rows[1]["allocated"] is False
