@@ -160,7 +160,25 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: The allocation (without secrets) that was or would be made, or the allocations that were or would be released.
+    details: What was or would be changed - the allocation made (without secrets), the allocations released, or the penalized hotkeys.
+  action_group:
+    description: Use C(group/neuralinternet.compute.nicompute) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - neuralinternet.compute.nicompute
+"""
+
+    # For the modules that only read: they never change anything.
+    INFO_ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The module only reads; check mode changes nothing about what it does.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: N/A
+    details: The module changes nothing.
   action_group:
     description: Use C(group/neuralinternet.compute.nicompute) in C(module_defaults) to set defaults for this module.
     support: full

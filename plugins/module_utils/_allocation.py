@@ -177,7 +177,7 @@ def publication_warnings(settings, wandb_result):
 PUBLICATION_ROUNDS = 2
 
 
-def _finish(client, result):
+def publish_and_warn(client, result):
     """Publish what changed (or what an earlier task failed to publish) and add the warnings."""
     result["wandb"] = client.publish()
     result["warnings"] = result.get("warnings", []) + publication_warnings(client.settings, result["wandb"])
@@ -211,7 +211,7 @@ def allocate(settings, request, check_mode=False):
                 "allocation %r keeps its timeline of %s days; this task asks for %s (an allocation cannot be "
                 "extended)" % (request.name, record.timeline, request.timeline))
         result["allocation"] = allocation_view(record, request.return_password)
-        return _without_empty_warnings(result if check_mode else _finish(client, result))
+        return drop_empty_warnings(result if check_mode else publish_and_warn(client, result))
     if check_mode:
         ranking = client.check_availability(client.rank(requirement, request.hotkey), request.check_timeout)
         result.update(ranking.report(), allocation=None)
@@ -220,7 +220,7 @@ def allocate(settings, request, check_mode=False):
             result.update(changed=True, diff={"before": {}, "after": {"name": request.name, "hotkey": best["hotkey"],
                                                                       "uid": best["uid"],
                                                                       "resource": best["resource"]}})
-        return _without_empty_warnings(result)
+        return drop_empty_warnings(result)
     for _round in range(PUBLICATION_ROUNDS):
         record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
                                          request.docker_requirement(), request.check_timeout,
@@ -228,7 +228,7 @@ def allocate(settings, request, check_mode=False):
         result.update(report)
         if record is None:
             break
-        _finish(client, result)
+        publish_and_warn(client, result)
         lost = client.lost_before_publication(record, request.check_timeout, result["wandb"])
         if not lost:
             break
@@ -237,19 +237,19 @@ def allocate(settings, request, check_mode=False):
         result["warnings"].append(lost)
         record = None
     if record is None:
-        _finish(client, result)
+        publish_and_warn(client, result)
         wanted = "miner %s" % request.hotkey if request.hotkey else requirement.describe()
         raise MinerRefused("no miner could be allocated for %r (%s): %d candidates available, %d rejected, "
                            "%d attempts failed" % (request.name, wanted, len(report["candidates"]),
                                                    len(report["rejected"]), len(report["attempts"])),
-                           **_without_empty_warnings(result))
+                           **drop_empty_warnings(result))
     view = allocation_view(record, request.return_password)
     result.update(changed=True, allocation=view,
                   diff={"before": {}, "after": dict((k, v) for k, v in view.items() if k != "password")})
-    return _without_empty_warnings(result)
+    return drop_empty_warnings(result)
 
 
-def _without_empty_warnings(result):
+def drop_empty_warnings(result):
     if not result.get("warnings"):
         result.pop("warnings", None)
     return result
@@ -305,8 +305,8 @@ def deallocate(settings, hotkeys, names, force=False, timeout=60.0, check_mode=F
     result["diff"]["after"] = {"allocations": kept} if kept else {}
     result["changed"] = any(o["result"] != "failed" for o in outcomes)
     result["warnings"] = [o["warning"] for o in outcomes if o.get("warning")]
-    _finish(client, result)
-    _without_empty_warnings(result)
+    publish_and_warn(client, result)
+    drop_empty_warnings(result)
     failed = [o for o in outcomes if o["result"] == "failed"]
     if failed:
         raise NiComputeError("%d of %d deallocations could not start: %s" % (

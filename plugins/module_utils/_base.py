@@ -59,13 +59,20 @@ def settings_from(module):
     return Settings.from_params(module.params)
 
 
+def _warn(module, result):
+    """Hand the result's warnings to module.warn (passing them to exit_json is deprecated)."""
+    for warning in result.pop("warnings", None) or ():
+        module.warn(warning)
+    return result
+
+
 def fail_from_error(module, error, **result):
     """Turn a client error into fail_json with its message and details."""
     if isinstance(error, MissingLibrary):
         module.fail_json(msg=missing_required_lib(error.library), exception=error.traceback_text, **result)
     details = dict(error.details)
     details.update(result)
-    module.fail_json(msg=error.message, error_type=type(error).__name__, **details)
+    module.fail_json(msg=error.message, error_type=type(error).__name__, **_warn(module, details))
 
 
 def run_module(module, action):
@@ -74,4 +81,4 @@ def run_module(module, action):
         result = action()
     except NiComputeError as error:
         fail_from_error(module, error)
-    module.exit_json(**result)
+    module.exit_json(**_warn(module, result))

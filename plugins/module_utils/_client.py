@@ -137,6 +137,13 @@ class ComputeClient:
                               self.settings.miner_sync_text), stake=neuron.stake)
         return hotkey
 
+    def subnet_runs(self, threshold):
+        """The other validators' and the miners' W&B runs, judged against this metagraph (not read yet)."""
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns
+        own = self.network.hotkey_address(self.settings.wallet_name, self.settings.wallet_hotkey,
+                                          self.settings.wallet_path)
+        return SubnetRuns(self.settings, self.neurons(), threshold, own, self.network.verify_signature)
+
     def neuron(self, hotkey):
         neuron = self.neurons().get(hotkey)
         if neuron is None:

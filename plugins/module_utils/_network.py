@@ -219,6 +219,36 @@ def load_hotkey(wallet_name, wallet_hotkey, wallet_path):
         raise BadInput("cannot load hotkey %r of wallet %r: %s" % (wallet_hotkey, wallet_name, exc))
 
 
+def hotkey_address(wallet_name, wallet_hotkey, wallet_path):
+    """The ss58 address of the wallet's hotkey from its public file, without bittensor; None when absent."""
+    directory = os.path.join(os.path.expanduser(wallet_path), wallet_name, "hotkeys")
+    # The public file first: reading the key file itself would load the secret into memory.
+    for name in (wallet_hotkey + "pub.txt", wallet_hotkey):
+        try:
+            with open(os.path.join(directory, name)) as handle:
+                address = json.load(handle).get("ss58Address")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(address, str) and address:
+            return address
+    return None
+
+
+def verify_signature(ss58_address, message, signature):
+    """True when signature (bytes) is ss58_address's sr25519 signature of message (bytes).
+
+    bittensor_wallet (a dependency of bittensor) verifies without importing bittensor itself.
+    """
+    try:
+        from bittensor_wallet import Keypair
+    except ImportError:
+        raise MissingLibrary("bittensor>=10.5,<11 (bittensor_wallet)", traceback.format_exc())
+    try:
+        return bool(Keypair(ss58_address=ss58_address).verify(message, signature))
+    except Exception:  # a malformed address or signature proves nothing
+        return False
+
+
 # ---------------------------------------------------------------- queries
 
 @dataclass

@@ -27,7 +27,7 @@ INVALID_DETAILS = "Invalid details"
 _TYPE_NOISE = re.compile(r"[\s\-_]+")
 
 
-def _normalize_type(text):
+def normalize_gpu_type(text):
     return _TYPE_NOISE.sub("", text).lower()
 
 
@@ -81,7 +81,7 @@ class DeviceRequirement:
             if not isinstance(gpu_type, str):
                 raise BadInput("gpu_type must be a string, got %s" % type(gpu_type).__name__, option="gpu_type")
             gpu_type = gpu_type.strip() or None
-            if gpu_type is not None and not _normalize_type(gpu_type):
+            if gpu_type is not None and not normalize_gpu_type(gpu_type):
                 raise BadInput("gpu_type %r names no GPU" % gpu_type, option="gpu_type")
         memory = None if gpu_memory is None else checked("gpu_memory", gpu_memory)
         if gpu_count is not None:
@@ -111,10 +111,7 @@ class DeviceRequirement:
     @property
     def gpu_memory_mib(self):
         """MiB a card must report to match the printed size: ceil(gb * 10^9 / 2^20); 0 when not required."""
-        if self.gpu_memory is None:
-            return 0
-        exact = Decimal(repr(self.gpu_memory)) * GB / MIB
-        return int(exact.to_integral_value(rounding=ROUND_CEILING))
+        return 0 if self.gpu_memory is None else required_mib(self.gpu_memory)
 
     def to_wire(self):
         """The upstream `device_requirement` dict sent in the Allocate synapse.
@@ -207,8 +204,8 @@ class DeviceRequirement:
             return []
         if len(listed) < offered and len(set(listed)) == 1:
             listed = listed + [listed[0]] * (offered - len(listed))
-        wanted = _normalize_type(self.gpu_type) if self.gpu_type is not None else None
-        of_type = [item for item in listed if wanted is None or wanted in _normalize_type(item[0])]
+        wanted = normalize_gpu_type(self.gpu_type) if self.gpu_type is not None else None
+        of_type = [item for item in listed if wanted is None or wanted in normalize_gpu_type(item[0])]
         if not of_type:
             names = ", ".join(sorted(set(name for name, _capacity in listed)))
             return ["GPU type %s not offered (%s)" % (self.gpu_type, names)]
@@ -219,6 +216,33 @@ class DeviceRequirement:
         if len(fitting) < self.gpu_count:
             return ["%d of %d listed GPUs match, %d required" % (len(fitting), len(listed), self.gpu_count)]
         return []
+
+
+# Memory sizes printed on GPU cards and in their model names, decimal GB.
+PRINTED_SIZES_GB = (1, 2, 3, 4, 6, 8, 10, 11, 12, 16, 20, 24, 32, 40, 48, 64, 80, 94, 96, 141, 180, 192, 256, 288)
+_SIZE_IN_NAME = re.compile(r"(\d+)\s*GB\b", re.IGNORECASE)
+
+
+def required_mib(gb):
+    """MiB a card must report to match a printed size of gb decimal GB: ceil(gb * 10^9 / 2^20)."""
+    return int((Decimal(repr(gb)) * GB / MIB).to_integral_value(rounding=ROUND_CEILING))
+
+
+def printed_gb(name, memory_mib):
+    """The size printed on a card that reports memory_mib (as its driver does), in decimal GB.
+
+    The size in the model name wins ("NVIDIA A100-SXM4-80GB"); otherwise the largest printed
+    size that a request would match by the collection's rule, so a request for the size shown
+    always matches the card. None without a memory figure.
+    """
+    if isinstance(name, str):
+        named = _SIZE_IN_NAME.search(name)
+        if named:
+            return int(named.group(1))
+    if not _is_number(memory_mib) or not math.isfinite(memory_mib) or memory_mib <= 0:
+        return None
+    fitting = [size for size in PRINTED_SIZES_GB if required_mib(size) <= memory_mib]
+    return fitting[-1] if fitting else int(memory_mib * MIB // GB)
 
 
 class InvalidSpecs(ValueError):

@@ -70,17 +70,20 @@ class Settings:
     @classmethod
     def from_params(cls, params):
         """Build from module or plugin parameters, ignoring the ones that are not shared."""
-        known = dict((f.name, params[f.name]) for f in fields(cls) if params.get(f.name) is not None)
-        for key in ("db_path", "wallet_path", "metagraph_file", "wandb_dir"):
-            if known.get(key):
-                known[key] = os.path.expanduser(known[key])
-        return cls(**known)
+        return cls(**dict((f.name, params[f.name]) for f in fields(cls) if params.get(f.name) is not None))
 
-    def validate(self):
+    def __post_init__(self):
+        # Defaults too: an unexpanded "~/.cache" would become a directory named "~" under the cwd.
+        for key in ("db_path", "wallet_path", "metagraph_file", "wandb_dir"):
+            if getattr(self, key):
+                setattr(self, key, os.path.expanduser(getattr(self, key)))
+
+    def validate(self, require_db=True):
         """BadInput naming the option when a setting cannot work; checks files, changes nothing."""
         if not self.db_path or not str(self.db_path).strip():
-            raise BadInput("db_path must name the validator's database file", option="db_path")
-        if os.path.isdir(self.db_path):
+            if require_db:
+                raise BadInput("db_path must name the validator's database file", option="db_path")
+        elif os.path.isdir(self.db_path):
             raise BadInput("db_path %s is a directory, not a database file" % self.db_path, option="db_path")
         for option in ("netuid", "metagraph_cache_ttl", "wandb_timeout", "miner_sync_period", "unconfirmed_grace"):
             checked_int(option, getattr(self, option))

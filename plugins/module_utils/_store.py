@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sqlite3
 import time
 import uuid as uuid_module
@@ -90,6 +91,16 @@ def connect(path, create=False):
         os.makedirs(directory, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def connect_reader(path):
+    """Open an existing database read-only (nothing is created or written), with the busy timeout."""
+    if not os.path.exists(path):
+        raise NotFound("database %s does not exist; point db_path at the validator's database.db" % path, path=path)
+    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     connection.row_factory = sqlite3.Row
     return connection
 
@@ -205,10 +216,11 @@ class Allocation:
 class AllocationStore:
     """Allocations, specs, scores and the blacklist in a validator-compatible SQLite file."""
 
-    def __init__(self, path, create=False, in_memory=False):
+    def __init__(self, path, create=False, in_memory=False, reader=False):
         """Open the database at path; NotFound when it is missing and create is false.
 
         in_memory: an empty database that stands for path (a dry run that would create it).
+        reader: open read-only and create nothing (listings); a missing table reads as empty.
         """
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
@@ -217,12 +229,20 @@ class AllocationStore:
             if in_memory:
                 self._connection = sqlite3.connect(":memory:", isolation_level=None)
                 self._connection.row_factory = sqlite3.Row
+            elif reader:
+                self._connection = connect_reader(self.path)
             else:
                 self._connection = connect(self.path, create)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError("cannot open database %s: %s" % (self.path, exc), path=self.path)
-        self.read_only = False
+        self.read_only = reader
+        self._reader = reader
         self._checked_writable = False
+        if reader:
+            with self._guard():
+                # Fails here, with the file's name, when it is not a database.
+                self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
         with self._guard():
             try:
                 _ensure(self._connection, UPSTREAM_SCHEMA + OWN_SCHEMA)
@@ -279,7 +299,13 @@ class AllocationStore:
 
     def _query(self, sql, parameters=()):
         with self._guard():
-            return self._connection.execute(sql, parameters).fetchall()
+            try:
+                return self._connection.execute(sql, parameters).fetchall()
+            except sqlite3.OperationalError as exc:
+                # A reader never creates tables: one the validator has not made yet holds nothing.
+                if self._reader and "no such table" in str(exc):
+                    return []
+                raise
 
     def _has_own_table(self):
         return OWN_TABLE in self._tables()
@@ -612,21 +638,25 @@ class AllocationStore:
     def penalized(self):
         return set(row[0] for row in self._query("SELECT hotkey FROM blacklist"))
 
-    def penalize(self, hotkey, details=None):
-        """Add hotkey to the blacklist; False when it was already there."""
-        if details is not None and not isinstance(details, str):
-            details = json.dumps(details)
+    def penalties(self):
+        """{hotkey: parsed details dict, or {} when the row has none or not JSON} of the blacklist."""
+        return dict((row["hotkey"], _loads(row["details"]) or {})
+                    for row in self._query("SELECT hotkey, details FROM blacklist ORDER BY hotkey"))
+
+    def set_penalties(self, add=None, remove=()):
+        """In one transaction: blacklist each hotkey of add ({hotkey: details dict}), replacing its details,
+        and remove the hotkeys of remove. Returns the blacklisted hotkeys afterwards."""
 
         def work(connection):
-            return connection.execute("INSERT OR IGNORE INTO blacklist (hotkey, details) VALUES (?, ?)",
-                                      (hotkey, details)).rowcount > 0
+            for hotkey, details in (add or {}).items():
+                connection.execute("INSERT INTO blacklist (hotkey, details) VALUES (?, ?) "
+                                   "ON CONFLICT(hotkey) DO UPDATE SET details = excluded.details",
+                                   (hotkey, json.dumps(details, sort_keys=True)))
+            for hotkey in remove:
+                connection.execute("DELETE FROM blacklist WHERE hotkey = ?", (hotkey,))
+            return set(row[0] for row in connection.execute("SELECT hotkey FROM blacklist"))
 
         return self._write(work)
-
-    def unpenalize(self, hotkey):
-        """Remove hotkey from the blacklist; False when it was not there."""
-        return self._write(lambda connection: connection.execute(
-            "DELETE FROM blacklist WHERE hotkey = ?", (hotkey,)).rowcount > 0)
 
 
 def _from_own(own, details=None, in_upstream=False):

@@ -16,9 +16,14 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import uuid
+
+from ansible_collections.neuralinternet.compute.plugins.module_utils._child import (
+    ChildFailed,
+    ChildTimeout,
+    call_in_child,
+)
 
 RUN_NAME = "validator-%s"
 ROLE = "validator"
@@ -93,19 +98,21 @@ def _publish_offline(settings, hotkey, sign, run_id, lists):
     return run_id
 
 
-def _publish_in_child(settings, hotkey, sign, run_id, lists, queue):
-    try:
-        os.environ["WANDB_SILENT"] = "true"
-        if settings.wandb_api_key:
-            os.environ["WANDB_API_KEY"] = settings.wandb_api_key
-        # wandb writes under ./wandb unless told: that would be the playbook's (or an installed
-        # collection's) directory.
-        os.makedirs(settings.wandb_dir, mode=0o700, exist_ok=True)
-        os.chdir(settings.wandb_dir)
-        publish = _publish_online if settings.effective_wandb_mode == "online" else _publish_offline
-        queue.put(("ok", publish(settings, hotkey, sign, run_id, lists)))
-    except BaseException as exc:  # reported to the parent, which decides
-        queue.put(("error", "%s: %s" % (type(exc).__name__, exc)))
+def prepare_child(settings):
+    """What a W&B child process sets before it imports wandb."""
+    os.environ["WANDB_SILENT"] = "true"
+    if settings.wandb_api_key:
+        os.environ["WANDB_API_KEY"] = settings.wandb_api_key
+    # wandb writes under ./wandb unless told: that would be the playbook's (or an installed
+    # collection's) directory.
+    os.makedirs(settings.wandb_dir, mode=0o700, exist_ok=True)
+    os.chdir(settings.wandb_dir)
+
+
+def _publish_in_child(settings, hotkey, sign, run_id, lists):
+    prepare_child(settings)
+    publish = _publish_online if settings.effective_wandb_mode == "online" else _publish_offline
+    return publish(settings, hotkey, sign, run_id, lists)
 
 
 class WandbPublisher:
@@ -130,22 +137,15 @@ class WandbPublisher:
             lists = {"allocated_hotkeys": self.store.allocated_hotkeys(),
                      "penalized_hotkeys": sorted(self.store.penalized())}
         result.update(lists)
-        context = multiprocessing.get_context("fork")
-        queue = context.Queue()
-        # fork: the child inherits the signing key; nothing secret is pickled.
-        child = context.Process(target=_publish_in_child, args=(
-            self.settings, self.hotkey, self.sign, self.store.wandb_run_id(self.hotkey), lists, queue))
-        child.start()
-        child.join(self.settings.wandb_timeout)
-        if child.is_alive():
-            child.kill()
-            child.join()
+        try:
+            value = call_in_child(_publish_in_child, (self.settings, self.hotkey, self.sign,
+                                                      self.store.wandb_run_id(self.hotkey), lists),
+                                  self.settings.wandb_timeout)
+        except ChildTimeout:
             result["error"] = "W&B did not answer within %s s" % self.settings.wandb_timeout
             return result
-        exited = ("error", "the W&B publisher exited with %s" % child.exitcode)
-        kind, value = queue.get() if not queue.empty() else exited
-        if kind == "error":
-            result["error"] = value
+        except ChildFailed as exc:
+            result["error"] = str(exc)
             return result
         if value != self.store.wandb_run_id(self.hotkey):
             self.store.set_wandb_run_id(self.hotkey, value)

@@ -114,8 +114,8 @@ def test_upstream_database_is_left_untouched(tmp_path):
     with AllocationStore(str(path), create=True) as store:
         pending(store)
         store.activate(HOTKEY, REGKEY, CREDENTIALS)
-        store.penalize(OTHER, {"reason": "test"})
-        store.unpenalize(OTHER)
+        store.set_penalties(add={OTHER: {"reason": "test"}})
+        store.set_penalties(remove=[OTHER])
         store.set_wandb_run_id("hk3", "abc123")
         store.remove(HOTKEY, REGKEY)
         assert store.allocations() == []
@@ -189,7 +189,7 @@ def test_read_only_database_can_still_be_listed(tmp_path, monkeypatch):
         assert [item.hotkey for item in store.allocations()] == [OTHER]
         assert store.get(name="anything") is None
         with pytest.raises(StoreError, match="read-only"):
-            store.penalize(HOTKEY)
+            store.set_penalties(add={HOTKEY: {}})
 
 
 def _read_only_connect(path, create=False):
@@ -335,16 +335,39 @@ def test_specs_scores_and_blacklist(tmp_path):
         assert store.miner_specs() == {"hk3": '{"cpu": {"count": 4}}', "hk4": "not json"}
         assert store.scores() == {"hk3": 12.5}
         assert store.penalized() == {"hk9"}
-        assert store.penalize(HOTKEY, {"reason": "bad"}) is True
-        assert store.penalize(HOTKEY) is False
-        assert store.penalized() == {"hk9", HOTKEY}
-        assert store.unpenalize(HOTKEY) is True
-        assert store.unpenalize(HOTKEY) is False
-        assert store.penalized() == {"hk9"}
+        assert store.set_penalties(add={HOTKEY: {"reason": "bad"}}) == {"hk9", HOTKEY}
+        assert store.penalties()[HOTKEY] == {"reason": "bad"}
+        # Blacklisting again replaces the details; removing and adding happen in one transaction.
+        assert store.set_penalties(add={HOTKEY: {"reason": "worse"}}) == {"hk9", HOTKEY}
+        assert store.penalties()[HOTKEY] == {"reason": "worse"}
+        assert store.set_penalties(add={OTHER: {}}, remove=[HOTKEY, "absent"]) == {"hk9", OTHER}
+        assert store.penalized() == {"hk9", OTHER}
+
+
+def test_reader_creates_nothing_and_reads_missing_tables_as_empty(tmp_path):
+    path = tmp_path / "database.db"
+    connection = sqlite3.connect(str(path))
+    connection.execute("CREATE TABLE miner_details (id INTEGER PRIMARY KEY, hotkey TEXT UNIQUE, details TEXT, "
+                       "no_specs_count INTEGER DEFAULT 0)")
+    connection.execute("INSERT INTO miner_details (hotkey, details) VALUES ('hk1', '{}')")
+    connection.commit()
+    connection.close()
+    before = path.read_bytes()
+    with AllocationStore(str(path), reader=True) as store:
+        assert store.miner_specs() == {"hk1": "{}"}
+        assert store.allocations() == [] and store.penalized() == set() and store.scores() == {}
+        with pytest.raises(StoreError, match="read-only"):
+            store.set_penalties(add={HOTKEY: {}})
+    assert path.read_bytes() == before
+    with pytest.raises(NotFound, match="does not exist"):
+        AllocationStore(str(tmp_path / "missing.db"), reader=True)
+    (tmp_path / "text.db").write_text("not a database at all, just text" * 100)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        AllocationStore(str(tmp_path / "text.db"), reader=True)
 
 
 def test_penalize_details_are_json_text(store, tmp_path):
-    store.penalize(HOTKEY, {"reason": "bad"})
+    store.set_penalties(add={HOTKEY: {"reason": "bad"}})
     connection = raw(tmp_path / "database.db")
     assert json.loads(connection.execute("SELECT details FROM blacklist").fetchone()[0]) == {"reason": "bad"}
 

@@ -29,7 +29,7 @@ def keypair():
 def store(tmp_path):
     store = AllocationStore(str(tmp_path / "database.db"), create=True)
     store._connection.execute("INSERT INTO allocation (hotkey, details) VALUES ('hk-b', '{}'), ('hk-a', '{}')")
-    store.penalize("hk-bad", {"reason": "test"})
+    store.set_penalties(add={"hk-bad": {"reason": "test"}})
     return store
 
 
