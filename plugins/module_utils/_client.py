@@ -89,7 +89,8 @@ class ComputeClient:
             path, create = self.settings.db_path, self.settings.db_create
             # A dry run that would create the database plans against an empty one and writes nothing.
             in_memory = create and self.check_mode and not os.path.exists(path)
-            self._store = AllocationStore(path, create=create, in_memory=in_memory)
+            self._store = AllocationStore(path, create=create, in_memory=in_memory,
+                                          planning=self.check_mode and not in_memory)
         return self._store
 
     @property

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import sqlite3
 import time
 import uuid as uuid_module
@@ -78,6 +79,7 @@ LOCK_RETRIES = 3
 DAY_S = 86400.0
 
 _OWN_COLUMNS = tuple(name for name, _kind in OWN_COLUMNS_SQL)
+_QUOTED_NAME = re.compile(r'^CREATE TABLE\s+"%s"\s*' % OWN_TABLE)
 _RECORD_COLUMNS = _OWN_COLUMNS[:13] + ("unconfirmed_since", "unpublished_at")
 
 
@@ -117,7 +119,8 @@ def ensure_upstream_schema(connection):
 def _outdated_own_table(connection):
     """True when the bookkeeping table exists in an older shape (columns or states)."""
     row = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (OWN_TABLE,)).fetchone()
-    return row is not None and row[0] != OWN_TABLE_SQL
+    # A table renamed by ALTER TABLE is stored with its name quoted: the same shape.
+    return row is not None and _QUOTED_NAME.sub("CREATE TABLE %s " % OWN_TABLE, row[0], count=1) != OWN_TABLE_SQL
 
 
 def _rebuild_own_table(connection):
@@ -127,10 +130,11 @@ def _rebuild_own_table(connection):
     """
     present = set(row[1] for row in connection.execute("PRAGMA table_info(%s)" % OWN_TABLE))
     kept = ", ".join(name for name in _OWN_COLUMNS if name in present)
-    connection.execute(OWN_TABLE_SQL.replace(OWN_TABLE, OWN_TABLE + "_new", 1))
-    connection.execute("INSERT INTO %s_new (%s) SELECT %s FROM %s" % (OWN_TABLE, kept, kept, OWN_TABLE))
-    connection.execute("DROP TABLE %s" % OWN_TABLE)
-    connection.execute("ALTER TABLE %s_new RENAME TO %s" % (OWN_TABLE, OWN_TABLE))
+    # The old table is renamed, not the new one: the new one keeps the exact SQL that later opens compare.
+    connection.execute("ALTER TABLE %s RENAME TO %s_old" % (OWN_TABLE, OWN_TABLE))
+    connection.execute(OWN_TABLE_SQL)
+    connection.execute("INSERT INTO %s (%s) SELECT %s FROM %s_old" % (OWN_TABLE, kept, kept, OWN_TABLE))
+    connection.execute("DROP TABLE %s_old" % OWN_TABLE)
 
 
 def _ensure(connection, statements):
@@ -216,11 +220,13 @@ class Allocation:
 class AllocationStore:
     """Allocations, specs, scores and the blacklist in a validator-compatible SQLite file."""
 
-    def __init__(self, path, create=False, in_memory=False, reader=False):
+    def __init__(self, path, create=False, in_memory=False, reader=False, planning=False):
         """Open the database at path; NotFound when it is missing and create is false.
 
         in_memory: an empty database that stands for path (a dry run that would create it).
         reader: open read-only and create nothing (listings); a missing table reads as empty.
+        planning: a dry run - opened for writing, so require_writable() tells what the real run would
+        meet, but nothing is created or written; a missing table reads as empty.
         """
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
@@ -236,9 +242,10 @@ class AllocationStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError("cannot open database %s: %s" % (self.path, exc), path=self.path)
         self.read_only = reader
-        self._reader = reader
+        self._planning = planning
+        self._tolerant = reader or planning
         self._checked_writable = False
-        if reader:
+        if reader or planning:
             with self._guard():
                 # Fails here, with the file's name, when it is not a database.
                 self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -262,11 +269,14 @@ class AllocationStore:
         if self.read_only:
             raise StoreError("database %s is read-only; nothing was changed" % self.path, path=self.path)
         connection = self._connection
+        tables = self._tables()
+        probe = next((table for table in (OWN_TABLE, "allocation", "blacklist") if table in tables), None)
         with self._guard():
             try:
                 connection.execute("BEGIN IMMEDIATE")
-                # Writes no page, but SQLite refuses it on a file it cannot write.
-                connection.execute("DELETE FROM %s WHERE 0" % OWN_TABLE)
+                # Writes no page (or only inside the transaction rolled back below), but SQLite
+                # refuses it on a file it cannot write.
+                connection.execute("DELETE FROM %s WHERE 0" % probe if probe else "CREATE TABLE nicompute_probe (x)")
             except sqlite3.OperationalError as exc:
                 if "readonly" in str(exc).replace(" ", "").lower():
                     raise StoreError("database %s is read-only; nothing was changed" % self.path, path=self.path)
@@ -303,7 +313,7 @@ class AllocationStore:
                 return self._connection.execute(sql, parameters).fetchall()
             except sqlite3.OperationalError as exc:
                 # A reader never creates tables: one the validator has not made yet holds nothing.
-                if self._reader and "no such table" in str(exc):
+                if self._tolerant and "no such table" in str(exc):
                     return []
                 raise
 
@@ -314,6 +324,8 @@ class AllocationStore:
         """Run work(connection) in one short BEGIN IMMEDIATE transaction, retried when locked."""
         if self.read_only:
             raise StoreError("database %s is read-only" % self.path, path=self.path)
+        if self._planning:
+            raise StoreError("a dry run writes nothing to %s" % self.path, path=self.path)  # a bug if reached
         connection = self._connection
         for attempt in range(LOCK_RETRIES):
             try:
@@ -572,8 +584,8 @@ class AllocationStore:
             hotkey = own["hotkey"]
         elif name is not None:
             return None
-        with self._guard():
-            upstream = self._upstream_row(self._connection, hotkey)
+        rows = self._query("SELECT hotkey, details FROM allocation WHERE hotkey = ?", (hotkey,))
+        upstream = rows[0] if rows else None
         if own is None and upstream is None:
             return None
         return _merge(own, upstream)

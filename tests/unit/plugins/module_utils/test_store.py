@@ -575,6 +575,28 @@ def test_a_table_from_an_older_version_gains_the_owner_columns(tmp_path):
     assert columns == [name for name, _kind in _store.OWN_COLUMNS_SQL]
     sql = raw(path).execute("SELECT sql FROM sqlite_master WHERE name = 'nicompute_allocation'").fetchone()[0]
     assert "'unconfirmed'" in sql and "'expired'" in sql  # the new states are allowed
+    # Migrated once: later opens (and a writability check) leave the file byte for byte as it is.
+    migrated = path.read_bytes()
+    for _ in range(2):
+        with AllocationStore(str(path)) as store:
+            store.require_writable()
+    assert path.read_bytes() == migrated
+
+
+def test_a_table_renamed_by_an_earlier_migration_is_not_rebuilt_again(tmp_path):
+    path = tmp_path / "database.db"
+    AllocationStore(str(path), create=True).close()
+    connection = raw(path)
+    # What an earlier version's migration left: the current shape, its name quoted by ALTER TABLE.
+    connection.execute("ALTER TABLE nicompute_allocation RENAME TO moved")
+    connection.execute("ALTER TABLE moved RENAME TO nicompute_allocation")
+    assert raw(path).execute("SELECT sql FROM sqlite_master WHERE name = 'nicompute_allocation'").fetchone()[0] \
+        .startswith('CREATE TABLE "nicompute_allocation"')
+    connection.close()
+    before = path.read_bytes()
+    with AllocationStore(str(path)) as store:
+        store.require_writable()
+    assert path.read_bytes() == before
 
 
 # -- opening for writing ----------------------------------------------------------------------
