@@ -22,13 +22,13 @@ description:
   - Numbers are right-aligned and text left-aligned; a null (or empty) value prints as C(-). Column
     widths follow the data. RAM and disk print with at most one decimal, the score with at most four;
     every value of a column has the same number of decimals.
-  - A hotkey prints as its first 6 characters, C(…) and its last 4 (C(5F3sa2…YjQX)). Two different
+  - A hotkey prints as its first 6 characters, C(...) and its last 4 (C(5F3sa2...YjQX)). Two different
     hotkeys of the same table that would shorten alike print whole, so a short form never stands for
     two keys. O(full_hotkeys=true) prints every hotkey whole.
   - Values come from miners and are never evaluated - they are printed as text. Control and format
     characters (newlines, tabs, escape sequences, bidirectional overrides) and combining marks are
     removed or turned into one space, so a crafted GPU name cannot break the layout or add lines.
-    A cell wider than 40 columns (64 for a hotkey, 200 for the note) is cut and ends in C(…). Wide
+    A cell wider than 40 columns (64 for a hotkey, 200 for the note) is cut and ends in C(...). Wide
     (East Asian) characters count as two columns.
   - The result is one string, lines joined with C(\n) and no trailing spaces. The default callback
     prints a string's newlines as C(\n) escapes; call the string's C(splitlines) (or C(split)) method
@@ -119,7 +119,8 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.unsafe_proxy import wrap_var
 
 GAP = "  "
-ELLIPSIS = "\u2026"
+# ASCII: a terminal without UTF-8 (and JSON callbacks) would print a Unicode ellipsis as \u2026.
+ELLIPSIS = "..."
 NULL = "-"
 CELL_LIMIT = 40
 NOTE_LIMIT = 200
@@ -196,7 +197,7 @@ def _truncate(text, limit):
     kept, used = [], 0
     for char in text:
         used += _char_width(char)
-        if used > limit - 1:
+        if used > limit - len(ELLIPSIS):
             break
         kept.append(char)
     return "".join(kept) + ELLIPSIS

@@ -38,6 +38,7 @@ def allocation_row(record, neurons, now, show_credentials=False):
         in_metagraph=None if neurons is None else neuron is not None,
         serving=None if neurons is None else bool(neuron is not None and neuron.serving),
         status=None,
+        status_reason=None,
     )
     return row
 
@@ -104,7 +105,11 @@ def allocation_info(settings, names=None, in_metagraph=False, check_status=False
         asked = [record for record in records if record.state in CHECKED_STATES]
         answers = ask_miners(client, asked, timeout)
         for record, row in zip(records, rows):
-            if record.hotkey in answers:
+            if record.hotkey not in answers:
+                continue
+            if not record.regkey:
+                row["status_reason"] = "no public key recorded: the miner cannot be asked"
+            else:
                 row["status"], row["status_reason"] = judge_reply(record, answers[record.hotkey], now, settings)
     return {"changed": False, "allocations": rows, "absent": absent}
 

@@ -231,6 +231,7 @@ class AllocationStore:
         self.path = os.fspath(path)
         if os.path.isdir(self.path):
             raise StoreError("database %s is a directory" % self.path, path=self.path)
+        created = not in_memory and not reader and not os.path.exists(self.path)
         try:
             if in_memory:
                 self._connection = sqlite3.connect(":memory:", isolation_level=None)
@@ -243,21 +244,26 @@ class AllocationStore:
             raise StoreError("cannot open database %s: %s" % (self.path, exc), path=self.path)
         self.read_only = reader
         self._planning = planning
-        self._tolerant = reader or planning
         self._checked_writable = False
-        if reader or planning:
-            with self._guard():
-                # Fails here, with the file's name, when it is not a database.
-                self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return
+        # The tables are made before the first write (at once for a new file): a task that changes
+        # nothing leaves the file as it was, and until then a missing table reads as empty.
+        self._schema_ready = False
+        with self._guard():
+            # Fails here, with the file's name, when it is not a database.
+            self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        # An older version's bookkeeping table cannot be read with today's columns: migrate it now.
+        if created or in_memory or (not reader and not planning and _outdated_own_table(self._connection)):
+            self._ensure_schema()
+
+    def _ensure_schema(self):
         with self._guard():
             try:
                 _ensure(self._connection, UPSTREAM_SCHEMA + OWN_SCHEMA)
             except sqlite3.OperationalError as exc:
                 if "readonly" not in str(exc).replace(" ", "").lower():
                     raise
-                # A read-only validator database can still be listed.
-                self.read_only = True
+                raise StoreError("database %s is read-only; nothing was changed" % self.path, path=self.path)
+        self._schema_ready = True
 
     def require_writable(self):
         """StoreError unless the file can be written and passes PRAGMA quick_check; changes nothing.
@@ -312,8 +318,8 @@ class AllocationStore:
             try:
                 return self._connection.execute(sql, parameters).fetchall()
             except sqlite3.OperationalError as exc:
-                # A reader never creates tables: one the validator has not made yet holds nothing.
-                if self._tolerant and "no such table" in str(exc):
+                # Tables are made at the first write: one not made yet holds nothing.
+                if not self._schema_ready and "no such table" in str(exc):
                     return []
                 raise
 
@@ -326,6 +332,8 @@ class AllocationStore:
             raise StoreError("database %s is read-only" % self.path, path=self.path)
         if self._planning:
             raise StoreError("a dry run writes nothing to %s" % self.path, path=self.path)  # a bug if reached
+        if not self._schema_ready:
+            self._ensure_schema()
         connection = self._connection
         for attempt in range(LOCK_RETRIES):
             try:

@@ -151,7 +151,7 @@ allocations:
           and expired records and without O(check_status).
       type: str
     status_reason:
-      description: What the status rests on; only with O(check_status).
+      description: What the status rests on, or why the miner was not asked; null without O(check_status).
       type: str
   sample:
     - {name: training-box, hotkey: 5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX, uid: 3, ip: 203.0.113.7,

@@ -91,12 +91,12 @@ def test_every_column_lines_up_whatever_the_widths_of_its_cells():
 
     assert_aligned(lines, [
         HEADERS,
-        ["3", "5F3sa2…YjQX", "NVIDIA H100 80GB HBM3", "80", "8", "224", "1843.2", "7000.5", "0.91", "available", ""],
-        ["17", "5DAAnr…TXFy", "NVIDIA GeForce RTX 4090", "24", "1", "32", "120.0", "850.0", "0.27", "allocated",
+        ["3", "5F3sa2...YjQX", "NVIDIA H100 80GB HBM3", "80", "8", "224", "1843.2", "7000.5", "0.91", "available", ""],
+        ["17", "5DAAnr...TXFy", "NVIDIA GeForce RTX 4090", "24", "1", "32", "120.0", "850.0", "0.27", "allocated",
          "allocation: training-box"],
-        ["42", "5CLkGR…ndme", "NVIDIA H100 80GB HBM3", "80", "8", "192", "1500.0", "3000.0", "0.80", "reserved",
-         "reserved elsewhere; reserved by 5Grwva…utQY"],
-        ["101", "5HGjWA…UMaw", "-", "-", "-", "-", "-", "-", "-", "invalid", "invalid specs: not JSON"],
+        ["42", "5CLkGR...ndme", "NVIDIA H100 80GB HBM3", "80", "8", "192", "1500.0", "3000.0", "0.80", "reserved",
+         "reserved elsewhere; reserved by 5Grwva...utQY"],
+        ["101", "5HGjWA...UMaw", "-", "-", "-", "-", "-", "-", "-", "invalid", "invalid specs: not JSON"],
     ])
 
 
@@ -126,9 +126,9 @@ def test_null_and_missing_values_print_as_a_dash_and_no_line_has_trailing_spaces
 
     assert_aligned(lines, [
         HEADERS,
-        ["1", "5F3sa2…YjQX", "NVIDIA A100-SXM4-80GB", "80", "4", "64", "500", "900", "0.5", "available", ""],
+        ["1", "5F3sa2...YjQX", "NVIDIA A100-SXM4-80GB", "80", "4", "64", "500", "900", "0.5", "available", ""],
         ["-", "-", "-", "-", "-", "-", "-", "-", "-", "-", ""],
-        ["3", "5DAAnr…TXFy", "-", "-", "0", "8", "-", "-", "-", "offline", ""],
+        ["3", "5DAAnr...TXFy", "-", "-", "0", "8", "-", "-", "-", "offline", ""],
     ])
     assert all(line == line.rstrip() for line in lines)
     assert "None" not in "\n".join(lines)
@@ -151,8 +151,8 @@ def test_floats_of_a_column_share_the_fewest_decimals_that_show_every_value():
 def test_hotkeys_are_shortened_to_six_and_four_characters():
     table = resource_table(four_rows())
 
-    assert "5F3sa2…YjQX" in table
-    assert "5Grwva…utQY" in table
+    assert "5F3sa2...YjQX" in table
+    assert "5Grwva...utQY" in table
     assert HK_A not in table and VALIDATOR not in table
 
 
@@ -161,7 +161,7 @@ def test_full_hotkeys_prints_every_hotkey_whole():
 
     for hotkey in (HK_A, HK_B, HK_C, HK_D, VALIDATOR):
         assert hotkey in table
-    assert "…" not in table
+    assert "..." not in table
     assert_aligned(table.split("\n")[:2], [
         HEADERS, ["3", HK_A, "NVIDIA H100 80GB HBM3", "80", "8", "224", "1843.2", "7000.5", "0.91", "available", ""]])
 
@@ -180,7 +180,7 @@ def test_two_hotkeys_that_would_shorten_alike_print_whole():
 
     assert HK_A in lines[1]
     assert twin in lines[2]
-    assert "5DAAnr…TXFy" in lines[3]
+    assert "5DAAnr...TXFy" in lines[3]
 
 
 def test_a_reserving_validator_that_looks_like_a_miner_prints_whole():
@@ -198,7 +198,7 @@ def test_the_note_joins_reason_reservations_and_allocation():
 
     note = resource_table(rows).split("\n")[1].split("reserved  ")[1]
 
-    assert note == "held; reserved by 5Grwva…utQY, 5DAAnr…TXFy; allocation: box"
+    assert note == "held; reserved by 5Grwva...utQY, 5DAAnr...TXFy; allocation: box"
 
 
 def test_the_note_does_not_repeat_a_validator_the_reason_names():
@@ -207,7 +207,7 @@ def test_the_note_does_not_repeat_a_validator_the_reason_names():
 
     note = resource_table(rows).split("\n")[1].split("reserved  ")[1]
 
-    assert note == "listed by validator %s (stake 2000); reserved by 5DAAnr…TXFy" % VALIDATOR
+    assert note == "listed by validator %s (stake 2000); reserved by 5DAAnr...TXFy" % VALIDATOR
 
 
 def test_an_unknown_status_is_printed_as_it_is():
@@ -293,8 +293,8 @@ def test_an_endless_value_is_cut_so_the_table_stays_readable():
 
     lines = resource_table(rows).split("\n")
 
-    assert "G" * 39 + "…" in lines[1] and "G" * 40 not in lines[1]
-    assert lines[1].endswith("R" * 199 + "…")
+    assert "G" * 37 + "..." in lines[1] and "G" * 40 not in lines[1]
+    assert lines[1].endswith("R" * 197 + "...")
     assert lines[0].index(" GB ") + 1 - lines[0].index("GPU") == 40 + 2
     assert len(lines[2].rstrip()) < 200
 

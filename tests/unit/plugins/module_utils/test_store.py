@@ -134,11 +134,17 @@ def test_missing_upstream_tables_are_created_and_odd_existing_ones_kept(tmp_path
     # An older validator's allocation table, without the id column.
     connection.execute("CREATE TABLE allocation (hotkey TEXT UNIQUE, details TEXT)")
     connection.close()
-    AllocationStore(str(path), create=True).close()
+    before = path.read_bytes()
+    with AllocationStore(str(path), create=True) as store:
+        # Opening and reading create nothing: a task that changes nothing leaves the file as it was.
+        assert store.allocations() == [] and store.penalized() == set()
+        assert path.read_bytes() == before
+        # The first write makes what is missing.
+        store.set_wandb_run_id("hk3", "run1")
     connection = raw(path)
     sql = dict(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
     assert sql["allocation"] == "CREATE TABLE allocation (hotkey TEXT UNIQUE, details TEXT)"
-    assert "blacklist" in sql and "stats" in sql and "miner_details" in sql
+    assert "blacklist" in sql and "stats" in sql and "miner_details" in sql and "nicompute_allocation" in sql
 
 
 @pytest.mark.parametrize("mode", ["wal", "delete"])
@@ -185,9 +191,10 @@ def test_read_only_database_can_still_be_listed(tmp_path, monkeypatch):
     # root ignores file modes, so open read-only the way SQLite would for a 0400 file.
     monkeypatch.setattr(_store, "connect", _read_only_connect)
     with AllocationStore(str(path), create=True) as store:
-        assert store.read_only
         assert [item.hotkey for item in store.allocations()] == [OTHER]
         assert store.get(name="anything") is None
+        with pytest.raises(StoreError, match="read-only"):
+            store.require_writable()
         with pytest.raises(StoreError, match="read-only"):
             store.set_penalties(add={HOTKEY: {}})
 
