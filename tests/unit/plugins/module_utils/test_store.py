@@ -584,7 +584,7 @@ def test_a_table_from_an_older_version_gains_the_owner_columns(tmp_path):
     assert "'unconfirmed'" in sql and "'expired'" in sql  # the new states are allowed
     # Migrated once: later opens (and a writability check) leave the file byte for byte as it is.
     migrated = path.read_bytes()
-    for _ in range(2):
+    for _round in range(2):
         with AllocationStore(str(path)) as store:
             store.require_writable()
     assert path.read_bytes() == migrated
