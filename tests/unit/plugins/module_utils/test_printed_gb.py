@@ -2,14 +2,10 @@
 # Copyright: neuralinternet.compute contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# printed_gb and required_mib against the GPU models of /work/shared/data/gpus.json (as drivers
-# report them): the size a listing shows is the size printed on the card, and asking for that
+# printed_gb and required_mib against real GPU models (as drivers report them, gpu_models.py): the size a listing shows is the size printed on the card, and asking for that
 # size finds the card.
 
 from __future__ import annotations
-
-import json
-import os
 
 import pytest
 
@@ -19,43 +15,14 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
     printed_gb,
     required_mib,
 )
+from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.gpu_models import GPU_MODELS
 
-GPUS_FILE = "/work/shared/data/gpus.json"
-# The table as it was read when these tests were written: the tests run without /work/shared too.
-KNOWN_GPUS = [
-    ("NVIDIA H200", 143771, 141),
-    ("NVIDIA H100 80GB HBM3", 81559, 80),
-    ("NVIDIA H100 PCIe", 81559, 80),
-    ("NVIDIA A100-SXM4-80GB", 81920, 80),
-    ("NVIDIA A100-PCIE-40GB", 40960, 40),
-    ("NVIDIA L40S", 46068, 48),
-    ("NVIDIA RTX A6000", 49140, 48),
-    ("NVIDIA GeForce RTX 4090", 24564, 24),
-    ("NVIDIA GeForce RTX 3090", 24576, 24),
-    ("NVIDIA A10G", 23028, 24),
-    ("NVIDIA L4", 23034, 24),
-    ("Tesla T4", 15360, 16),
-]
-
-
-def gpu_table():
-    if not os.path.exists(GPUS_FILE):
-        return KNOWN_GPUS
-    with open(GPUS_FILE) as handle:
-        return [(item["name"], item["memory_mib"], item["printed_gb"]) for item in json.load(handle)["gpus"]]
-
-
-GPUS = gpu_table()
+GPUS = GPU_MODELS
 
 
 def one_gpu(name, mib, count=1):
     return {"cpu": {"count": 8}, "gpu": {"count": count, "capacity": mib * count,
                                          "details": [{"name": name, "capacity": mib}] * count}}
-
-
-def test_the_table_was_read():
-    assert len(GPUS) >= len(KNOWN_GPUS)
-    assert set(KNOWN_GPUS) <= set(GPUS)
 
 
 @pytest.mark.parametrize("name, mib, printed", GPUS, ids=[item[0] for item in GPUS])

@@ -15,23 +15,9 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
     gpu_summary,
     parse_specs,
 )
+from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.gpu_models import GPU_MODELS
 
-# GPU models as their drivers report them, with the size printed on the card (decimal GB).
-# Copied from the project's shared gpus.json, which is not part of the collection.
-GPUS = (
-    ("NVIDIA H200", 143771, 141),
-    ("NVIDIA H100 80GB HBM3", 81559, 80),
-    ("NVIDIA H100 PCIe", 81559, 80),
-    ("NVIDIA A100-SXM4-80GB", 81920, 80),
-    ("NVIDIA A100-PCIE-40GB", 40960, 40),
-    ("NVIDIA L40S", 46068, 48),
-    ("NVIDIA RTX A6000", 49140, 48),
-    ("NVIDIA GeForce RTX 4090", 24564, 24),
-    ("NVIDIA GeForce RTX 3090", 24576, 24),
-    ("NVIDIA A10G", 23028, 24),
-    ("NVIDIA L4", 23034, 24),
-    ("Tesla T4", 15360, 16),
-)
+GPUS = GPU_MODELS
 
 TB = 10 ** 12
 
