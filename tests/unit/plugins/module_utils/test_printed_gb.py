@@ -2,8 +2,8 @@
 # Copyright: neuralinternet.compute contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# printed_gb and required_mib against real GPU models (as drivers report them, gpu_models.py): the size a listing shows is the size printed on the card, and asking for that
-# size finds the card.
+# printed_gb and required_mib against real GPU models (as drivers report them, gpu_models.py):
+# the size a listing shows is the size printed on the card, and asking for that size finds the card.
 
 from __future__ import annotations
 
