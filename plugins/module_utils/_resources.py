@@ -188,20 +188,16 @@ def list_resources(settings, source="database", row_filter=None, min_validator_s
         raise BadInput("source wandb reads the miners' signed runs from the W&B service: set wandb_api_key (or "
                        "~/.netrc), or wandb_mode: online; wandb_mode is %s" % settings.wandb_mode, option="source")
     client = ComputeClient(settings)
-    store = AllocationStore(settings.db_path, reader=True) if settings.db_path else None
-    try:
-        neurons = client.neurons()
-        runs = client.subnet_runs(threshold).read(lists=("allocated_hotkeys",), miners=source == "wandb")
-        known = _database_facts(store) if store is not None else {}
-        specs = runs.miner_specs if source == "wandb" else known.pop("specs", {})
-        known.pop("specs", None)
-        unknown_why = "no signed specs run on W&B" if source == "wandb" else None
-        if source == "wandb" and runs.error:
-            unknown_why = "specs unknown: %s" % runs.error
-        facts = gather(neurons, specs, reserved=runs.holders(), specs_unknown_why=unknown_why, **known)
-    finally:
-        if store is not None:
-            store.close()
+    neurons = client.neurons()
+    database = _database_facts(settings.db_path) if settings.db_path else {}
+    runs = client.subnet_runs(threshold).read(lists=("allocated_hotkeys",), miners=source == "wandb")
+    if source == "wandb":
+        specs = runs.miner_specs
+        unknown_why = "specs unknown: %s" % runs.error if runs.error else "no signed specs run on W&B"
+    else:
+        specs, unknown_why = database.get("specs", {}), None
+    facts = gather(neurons, specs, scores=database.get("scores"), penalties=database.get("penalties"),
+                   ours=database.get("ours"), reserved=runs.holders(), specs_unknown_why=unknown_why)
     rows = resource_rows(facts, row_filter)
     result = {"changed": False, "source": source, "resources": rows, "summary": summarize(rows),
               "wandb": runs.report(), "ansible_facts": {"nicompute_resources": rows}}
@@ -211,6 +207,9 @@ def list_resources(settings, source="database", row_filter=None, min_validator_s
     return result
 
 
-def _database_facts(store):
-    return {"specs": store.miner_specs(), "scores": store.scores(), "penalties": store.penalties(),
-            "ours": dict((record.hotkey, record) for record in store.allocations() if record.state in HELD_STATES)}
+def _database_facts(db_path):
+    """What the validator database says about the miners, read without writing."""
+    with AllocationStore(db_path, reader=True) as store:
+        return {"specs": store.miner_specs(), "scores": store.scores(), "penalties": store.penalties(),
+                "ours": dict((record.hotkey, record) for record in store.allocations()
+                             if record.state in HELD_STATES)}
