@@ -13,7 +13,7 @@ import time
 
 from localnet_cmd import localnet
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _metagraph, _network  # noqa: E402
 
 # Away from the default 127.0.0.x and nicm users, so a running localnet is left alone.
 # No foreign validators: every neuron but uid 0 is a miner to query (the miners' W&B read stays on).
@@ -24,7 +24,7 @@ def measure(miners):
     with tempfile.TemporaryDirectory(prefix="localnet-bench-") as state_dir:
         up = localnet("up", "--miners", str(miners), "--state-dir", state_dir, *OPTIONS)
         try:
-            neurons, _document = _network.read_snapshot(os.path.join(state_dir, "metagraph.json"))
+            neurons, _document = _metagraph.read_snapshot(os.path.join(state_dir, "metagraph.json"))
             query = _network.MinerQuery(_network.load_hotkey("operator", "validator", os.path.join(state_dir, "wallets")))
             started = time.monotonic()
             replies = query.check_available([n for n in neurons if n.uid != 0], 12)

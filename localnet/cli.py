@@ -12,7 +12,7 @@ from localnet import _collection
 
 _collection.ensure_importable()
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _network  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _metagraph, _network  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import NiComputeError  # noqa: E402
 from localnet import box, faults, layout as layout_mod, probe, procs, seed, validator_writer  # noqa: E402
 from localnet import wandb_standin, wandb_sync  # noqa: E402
@@ -241,7 +241,7 @@ def _running(args):
 
 
 def miners_status(layout):
-    neurons = dict((n.uid, n) for n in _network.read_snapshot(layout.metagraph_file)[0])
+    neurons = dict((n.uid, n) for n in _metagraph.read_snapshot(layout.metagraph_file)[0])
     rows = []
     for uid in layout.miner_uids:
         allocation = layout_mod.read_json(layout.miner_file(uid, "allocation.json")) or {}
@@ -298,7 +298,7 @@ def cmd_status(args):
 
 
 def _resolve_miner(layout, miner):
-    neurons = _network.read_snapshot(layout.metagraph_file)[0]
+    neurons = _metagraph.read_snapshot(layout.metagraph_file)[0]
     for neuron in neurons:
         if neuron.uid != 0 and (str(neuron.uid) == miner or neuron.hotkey == miner):
             return neuron.uid

@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _network, _store
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _metagraph, _network, _store
 from localnet import _collection, wandb_standin
 from localnet.layout import (MINER_HOTKEY, NETUID, NETWORK, OPERATOR_HOTKEY, OPERATOR_WALLET, write_file,
                              write_json)
@@ -128,16 +128,16 @@ def score(uid):
 
 
 def write_metagraph(layout, keys):
-    neurons = [_network.Neuron(uid=0, hotkey=keys[0][0], coldkey=keys[0][1], stake=VALIDATOR_STAKE,
+    neurons = [_metagraph.Neuron(uid=0, hotkey=keys[0][0], coldkey=keys[0][1], stake=VALIDATOR_STAKE,
                                incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True)]
     for uid in layout.miner_uids:
-        neurons.append(_network.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=100.0 + uid,
+        neurons.append(_metagraph.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=100.0 + uid,
                                        incentive=score(uid) / max(layout.miners, 1),
                                        ip=layout.ip(uid), port=layout.axon_port))
     for uid, (_name, stake, _kind) in zip(layout.foreign_uids, FOREIGN_VALIDATORS):
-        neurons.append(_network.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=stake,
+        neurons.append(_metagraph.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=stake,
                                        incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True))
-    _network.write_snapshot(layout.metagraph_file, neurons, NETWORK, NETUID)
+    _metagraph.write_snapshot(layout.metagraph_file, neurons, NETWORK, NETUID)
 
 
 def seed_database(layout, keys):

@@ -18,7 +18,7 @@ from localnet import _collection
 
 _collection.ensure_importable()
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _network, _protocol  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _metagraph, _network, _protocol  # noqa: E402
 from localnet.box import Box  # noqa: E402
 from localnet.faults import read_fault  # noqa: E402
 from localnet.layout import MINER_HOTKEY, Layout  # noqa: E402
@@ -126,7 +126,7 @@ def main(argv):
     del sys.argv[1:]
     # Only the main thread takes SIGTERM/SIGINT; threads started below inherit the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    registered = dict((neuron.hotkey, neuron.stake) for neuron in _network.read_snapshot(layout.metagraph_file)[0])
+    registered = dict((neuron.hotkey, neuron.stake) for neuron in _metagraph.read_snapshot(layout.metagraph_file)[0])
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="box")
     servers = [MinerServer(layout, uid, registered, executor) for uid in layout.miner_uids]
     # Preallocations first; then the W&B self-release check, in its own thread.

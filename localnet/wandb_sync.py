@@ -248,9 +248,9 @@ class Syncer:
 
 def snapshot_stakes(layout):
     """{hotkey: total stake} from the metagraph snapshot, as the miner's metagraph has them now."""
-    from ansible_collections.neuralinternet.compute.plugins.module_utils import _network
+    from ansible_collections.neuralinternet.compute.plugins.module_utils import _metagraph
 
-    return dict((neuron.hotkey, neuron.stake) for neuron in _network.read_snapshot(layout.metagraph_file)[0])
+    return dict((neuron.hotkey, neuron.stake) for neuron in _metagraph.read_snapshot(layout.metagraph_file)[0])
 
 
 def attach(layout, servers):

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import time
 
@@ -38,6 +37,9 @@ def call_in_child(function, args, timeout):
     fork: the child inherits what the parent holds (a signing key, settings); nothing secret is pickled.
     The answer is read while the child runs: a child cannot exit before a large answer left the pipe.
     """
+    # Loaded when a child is needed: tasks with W&B off never pay for it.
+    import multiprocessing
+
     context = multiprocessing.get_context("fork")
     answers = context.Queue()
     child = context.Process(target=_call, args=(function, args, answers))

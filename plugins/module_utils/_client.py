@@ -19,6 +19,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     CryptoError,
     NotFound,
 )
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import neurons_by_hotkey
 from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
     DeviceRequirement,
@@ -102,10 +103,10 @@ class ComputeClient:
 
     def neurons(self):
         if self._neurons is None:
-            source = self._metagraph or self.network.metagraph_source(
-                self.settings.network, self.settings.netuid, self.settings.metagraph_file,
-                self.settings.metagraph_cache_ttl)
-            self._neurons = dict((n.hotkey, n) for n in source.neurons())
+            if self._metagraph is not None:
+                self._neurons = dict((n.hotkey, n) for n in self._metagraph.neurons())
+            else:
+                self._neurons = neurons_by_hotkey(self.settings)
         return self._neurons
 
     @property
@@ -137,13 +138,6 @@ class ComputeClient:
                            % (hotkey, neuron.stake, self.settings.netuid, min_stake,
                               self.settings.miner_sync_text), stake=neuron.stake)
         return hotkey
-
-    def subnet_runs(self, threshold):
-        """The other validators' and the miners' W&B runs, judged against this metagraph (not read yet)."""
-        from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns
-        own = self.network.hotkey_address(self.settings.wallet_name, self.settings.wallet_hotkey,
-                                          self.settings.wallet_path)
-        return SubnetRuns(self.settings, self.neurons(), threshold, own, self.network.verify_signature)
 
     def neuron(self, hotkey):
         neuron = self.neurons().get(hotkey)

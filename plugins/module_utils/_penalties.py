@@ -21,8 +21,10 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import neurons_by_hotkey
 from ansible_collections.neuralinternet.compute.plugins.module_utils._ss58 import is_ss58_address
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
+from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns
 
 STATES = ("present", "absent")
 MAX_REASON = 500
@@ -135,11 +137,10 @@ def penalty_info(settings, min_validator_stake=1024.0):
     """Run the penalty listing (list_p, read only); returns the module result or raises NiComputeError."""
     threshold = float(checked("min_validator_stake", min_validator_stake))
     settings.validate()
-    client = ComputeClient(settings)
     with AllocationStore(settings.db_path, reader=True) as store:
-        neurons = client.neurons()
+        neurons = neurons_by_hotkey(settings)
         ours = our_penalties(store, neurons, time.time())
-    runs = client.subnet_runs(threshold).read(lists=("penalized_hotkeys",))
+    runs = SubnetRuns.for_subnet(settings, neurons, threshold).read(lists=("penalized_hotkeys",))
     result = {"changed": False, "penalties": ours, "others": published_penalties(runs, neurons),
               "wandb": runs.report()}
     if runs.error:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked, checked_float
-from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import neurons_by_hotkey
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
     GB,
     normalize_gpu_type,
@@ -23,6 +23,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._requiremen
     required_mib,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
+from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns
 
 # In the order a status wins when several apply.
 STATUSES = ("allocated", "penalized", "offline", "reserved", "invalid", "available")
@@ -187,10 +188,9 @@ def list_resources(settings, source="database", row_filter=None, min_validator_s
     if source == "wandb" and settings.effective_wandb_mode != "online":
         raise BadInput("source wandb reads the miners' signed runs from the W&B service: set wandb_api_key (or "
                        "~/.netrc), or wandb_mode: online; wandb_mode is %s" % settings.wandb_mode, option="source")
-    client = ComputeClient(settings)
-    neurons = client.neurons()
+    neurons = neurons_by_hotkey(settings)
     database = _database_facts(settings.db_path) if settings.db_path else {}
-    runs = client.subnet_runs(threshold).read(lists=("allocated_hotkeys",), miners=source == "wandb")
+    runs = SubnetRuns.for_subnet(settings, neurons, threshold).read(lists=("allocated_hotkeys",), miners=source == "wandb")
     if source == "wandb":
         specs = runs.miner_specs
         unknown_why = "specs unknown: %s" % runs.error if runs.error else "no signed specs run on W&B"

@@ -24,9 +24,9 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._child impo
     ChildTimeout,
     call_in_child,
 )
+from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import VALIDATOR_ROLE
 
 RUN_NAME = "validator-%s"
-ROLE = "validator"
 # 100*major + 10*minor + patch of the subnet release whose validator config this mirrors (v1.8.3).
 SUBNET_VERSION = 183
 OWNED_KEYS = ("allocated_hotkeys", "penalized_hotkeys", "signature")
@@ -39,7 +39,7 @@ def run_signature(sign, run_id):
 
 def new_run_config(hotkey, netuid):
     """The config of a run this collection creates (what upstream's validator writes, minus its own settings)."""
-    return {"hotkey": hotkey, "role": ROLE, "config": {"netuid": netuid}, "version": SUBNET_VERSION}
+    return {"hotkey": hotkey, "role": VALIDATOR_ROLE, "config": {"netuid": netuid}, "version": SUBNET_VERSION}
 
 
 def owned_values(sign, run_id, lists):

@@ -14,13 +14,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._child import (
-    ChildFailed,
-    ChildTimeout,
-    call_in_child,
-)
-from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import ROLE as VALIDATOR_ROLE
-from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import prepare_child
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import hotkey_address
+
+# What upstream validators put in `role`; the publisher (_sync) writes it too. The publisher and
+# the child process machinery are imported only when W&B is read: a listing with W&B off is a
+# frequent task, and Ansible compiles every module_utils it ships at every run.
+VALIDATOR_ROLE = "validator"
 
 MINER_ROLE = "miner"
 LIST_KEYS = ("allocated_hotkeys", "penalized_hotkeys")
@@ -48,6 +47,8 @@ def _plain_run(run):
 
 def _fetch(settings, queries):
     """In the child: {label: [plain run]} for each (label, filters)."""
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import prepare_child
+
     prepare_child(settings)
     import wandb
 
@@ -67,6 +68,12 @@ def fetch_runs(settings, queries):
     """({label: [run]}, error): the runs each query finds, or ({}, why) when W&B could not be read in time."""
     if settings.effective_wandb_mode != "online":
         return {}, None
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._child import (
+        ChildFailed,
+        ChildTimeout,
+        call_in_child,
+    )
+
     try:
         return call_in_child(_fetch, (settings, tuple(queries)), settings.wandb_timeout), None
     except ChildTimeout:
@@ -163,8 +170,21 @@ def judge_miner_runs(runs, registered, verify):
     return specs, skipped
 
 
+def verify_with_bittensor(ss58_address, message, signature):
+    """sr25519 verification, loaded only when a run is judged (W&B on)."""
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._network import verify_signature
+
+    return verify_signature(ss58_address, message, signature)
+
+
 class SubnetRuns:
     """What other validators and the miners published, read once per task."""
+
+    @classmethod
+    def for_subnet(cls, settings, neurons, threshold):
+        """Judged against these neurons' stakes; the wallet's own run (read from its public file) is ours."""
+        own = hotkey_address(settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
+        return cls(settings, neurons, threshold, own, verify_with_bittensor)
 
     def __init__(self, settings, neurons, threshold, own_hotkey, verify):
         self.settings = settings

@@ -25,7 +25,7 @@ from localnet import _collection  # noqa: E402
 
 _collection.ensure_importable()
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _network, _protocol  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _metagraph, _network, _protocol  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import CryptoError  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (  # noqa: E402
     DeviceRequirement)
@@ -69,7 +69,7 @@ class Net:
         self.query = _network.MinerQuery(_network.load_hotkey(self.env["NICOMPUTE_WALLET_NAME"],
                                                               self.env["NICOMPUTE_WALLET_HOTKEY"],
                                                               self.env["NICOMPUTE_WALLET_PATH"]))
-        self.neurons = dict((n.uid, n) for n in _network.read_snapshot(self.env["NICOMPUTE_METAGRAPH_FILE"])[0])
+        self.neurons = dict((n.uid, n) for n in _metagraph.read_snapshot(self.env["NICOMPUTE_METAGRAPH_FILE"])[0])
 
     def status(self):
         return json.loads(localnet("status", "--json", "--state-dir", self.state_dir).stdout)

@@ -27,7 +27,7 @@ from localnet import _collection  # noqa: E402
 
 _collection.ensure_importable()
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _network, _protocol  # noqa: E402
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _metagraph, _network, _protocol  # noqa: E402
 from localnet import harness, seed, wandb_standin, wandb_sync  # noqa: E402
 from localnet.layout import Layout  # noqa: E402
 
@@ -84,7 +84,7 @@ class WandbNet:
         self.operator = _network.load_hotkey(self.env["NICOMPUTE_WALLET_NAME"], self.env["NICOMPUTE_WALLET_HOTKEY"],
                                              self.env["NICOMPUTE_WALLET_PATH"])
         self.query = _network.MinerQuery(self.operator)
-        self.neurons = dict((n.uid, n) for n in _network.read_snapshot(self.env["NICOMPUTE_METAGRAPH_FILE"])[0])
+        self.neurons = dict((n.uid, n) for n in _metagraph.read_snapshot(self.env["NICOMPUTE_METAGRAPH_FILE"])[0])
         self.url = self.env["NICOMPUTE_WANDB_BASE_URL"]
         self.key = self.env["NICOMPUTE_WANDB_API_KEY"]
 
@@ -165,11 +165,11 @@ def publish(api, keypair, run_id, allocated, netuid=27):
 
 def set_stake(net, uid, stake):
     """Change one neuron's stake in the metagraph snapshot (the miners re-read it every period)."""
-    neurons = _network.read_snapshot(net.env["NICOMPUTE_METAGRAPH_FILE"])[0]
+    neurons = _metagraph.read_snapshot(net.env["NICOMPUTE_METAGRAPH_FILE"])[0]
     for neuron in neurons:
         if neuron.uid == uid:
             neuron.stake = stake
-    _network.write_snapshot(net.env["NICOMPUTE_METAGRAPH_FILE"], neurons, "local", 27)
+    _metagraph.write_snapshot(net.env["NICOMPUTE_METAGRAPH_FILE"], neurons, "local", 27)
 
 
 # ---------------------------------------------------------------- filters and checks (no network needed)

@@ -16,7 +16,7 @@ import sys
 
 from bittensor_wallet import Keypair
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._network import Neuron, write_snapshot
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import Neuron, write_snapshot
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import UPSTREAM_SCHEMA
 
 # What tests/unit/conftest.py puts on sys.path: the collection as ansible_collections.neuralinternet.compute.

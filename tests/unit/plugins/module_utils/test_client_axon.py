@@ -14,7 +14,7 @@ import typing
 
 import pytest
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _network
+from ansible_collections.neuralinternet.compute.plugins.module_utils import _metagraph, _network
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._protocol import docker_requirement
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
@@ -127,11 +127,11 @@ def subnet(tmp_path_factory):
         miner.start()
     for miner in miners:
         _wait_listening(miner.ip, miner.port)
-    neurons = [_network.Neuron(0, made["operator"].hotkey.ss58_address, "ck", 2e4, 0.0, "0.0.0.0", 0, True)]
-    neurons += [_network.Neuron(m.uid, made["miner%d" % m.uid].hotkey.ss58_address, "ck", 100.0, 0.1 * m.uid,
+    neurons = [_metagraph.Neuron(0, made["operator"].hotkey.ss58_address, "ck", 2e4, 0.0, "0.0.0.0", 0, True)]
+    neurons += [_metagraph.Neuron(m.uid, made["miner%d" % m.uid].hotkey.ss58_address, "ck", 100.0, 0.1 * m.uid,
                                 m.ip, m.port) for m in miners]
     snapshot = str(root / "metagraph.json")
-    _network.write_snapshot(snapshot, neurons, "local", 27)
+    _metagraph.write_snapshot(snapshot, neurons, "local", 27)
     yield {"root": root, "wallets": wallets, "snapshot": snapshot, "miners": miners, "neurons": neurons}
     for miner in miners:
         miner.stop()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
-from ansible_collections.neuralinternet.compute.plugins.module_utils._network import (
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import (
     Neuron,
     SnapshotMetagraph,
     write_snapshot,

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _wandb_read
-from ansible_collections.neuralinternet.compute.plugins.module_utils._network import hotkey_address, verify_signature
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import hotkey_address
+from ansible_collections.neuralinternet.compute.plugins.module_utils._network import verify_signature
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
 from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import (
     SubnetRuns,
@@ -401,7 +402,7 @@ def test_hotkey_address_does_not_import_bittensor(tmp_path, keys):
     write_wallet(tmp_path / "wallets", keys["own"], name="val", hotkey="hk1")
     script = (
         "import json, sys\n"
-        "from ansible_collections.neuralinternet.compute.plugins.module_utils._network import hotkey_address\n"
+        "from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import hotkey_address\n"
         "address = hotkey_address('val', 'hk1', sys.argv[1])\n"
         "print(json.dumps([address, sorted(m for m in sys.modules if m.split('.')[0] in "
         "('bittensor', 'bittensor_wallet', 'wandb'))]))\n"

@@ -75,7 +75,7 @@ def test_a_metagraph_file_that_is_missing_or_a_directory_is_named(run_module, db
 
 
 def test_missing_wallet_is_reported_and_no_database_is_created(run_module, tmp_path):
-    from ansible_collections.neuralinternet.compute.plugins.module_utils._network import Neuron, write_snapshot
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import Neuron, write_snapshot
 
     snapshot = tmp_path / "metagraph.json"
     write_snapshot(str(snapshot), [Neuron(1, HOTKEY, "ck", 0.0, 0.0, "127.0.0.9", 8091)], "local", 27)

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._network import Neuron, write_snapshot
+from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import Neuron, write_snapshot
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
 from ansible_collections.neuralinternet.compute.plugins.modules import nicompute_deallocate
 
