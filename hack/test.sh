@@ -11,7 +11,9 @@
 # Expects hack/setup.sh to have run (make does that). SANITY_ARGS adds ansible-test sanity
 # options (e.g. "--test pep8"); LOCALNET_ARGS replaces `--miners 8` for `localnet up`;
 # INTEGRATION_TARGETS runs only the named integration targets;
-# PYTEST_TIMEOUT is the per-test limit in seconds.
+# PYTEST_TIMEOUT is the per-test limit in seconds. Several runs can share the machine: each takes
+# its own TEST_RUN_DIR (default .build; the sanity copy and logs) and LOCALNET_STATE_DIR (default
+# .localnet), with LOCALNET_ARGS naming its own --ip-prefix and --user-prefix.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,8 +23,10 @@ VENV="${VENV:-.venv}"
 export PATH="$ROOT/$VENV/bin:$PATH"
 PY="$ROOT/$VENV/bin/python"
 PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-COPY=".build/sanity/ansible_collections/neuralinternet/compute"
-LOGS=".build/logs"
+RUN_DIR="${TEST_RUN_DIR:-.build}"
+LOCALNET_DIR="${LOCALNET_STATE_DIR:-.localnet}"
+COPY="$RUN_DIR/sanity/ansible_collections/neuralinternet/compute"
+LOGS="$RUN_DIR/logs"
 PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-300}"
 mkdir -p "$LOGS"
 
@@ -117,7 +121,7 @@ molecule_scenarios() {
 localnet_down() {
     [ "$LOCALNET_UP" -eq 1 ] || return 0
     say "localnet down"
-    "$PY" -m localnet down --state-dir .localnet || true
+    "$PY" -m localnet down --state-dir "$LOCALNET_DIR" || true
     LOCALNET_UP=0
 }
 
@@ -128,19 +132,19 @@ localnet_up() {
     trap localnet_down EXIT
     LOCALNET_UP=1
     read -ra args <<< "${LOCALNET_ARGS:---miners 8}"
-    "$PY" -m localnet up "${args[@]}" --state-dir .localnet || return 1
+    "$PY" -m localnet up "${args[@]}" --state-dir "$LOCALNET_DIR" || return 1
     set -a
     # shellcheck disable=SC1091
-    . .localnet/env
+    . "$LOCALNET_DIR/env"
     set +a
 }
 
 write_integration_config() {
     # ansible-test passes only a fixed list of environment variables to targets, so the localnet
-    # environment reaches them as variables: each NAME=value in .localnet/env becomes `name`
+    # environment reaches them as variables: each NAME=value in the localnet's env becomes `name`
     # (lower case), and `nicompute_env` holds them all for an `environment:` keyword.
     # NICOMPUTE_LOCALNET_CTL (`nicompute_localnet_ctl`) lets a target drive localnet's faults.
-    "$PY" - .localnet/env "$COPY/tests/integration/integration_config.yml" <<'PY'
+    "$PY" - "$LOCALNET_DIR/env" "$COPY/tests/integration/integration_config.yml" <<'PY'
 import os, re, sys, json
 names = []
 for line in open(sys.argv[1]):

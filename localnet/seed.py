@@ -129,14 +129,14 @@ def score(uid):
 
 def write_metagraph(layout, keys):
     neurons = [_metagraph.Neuron(uid=0, hotkey=keys[0][0], coldkey=keys[0][1], stake=VALIDATOR_STAKE,
-                               incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True)]
+                                 incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True)]
     for uid in layout.miner_uids:
         neurons.append(_metagraph.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=100.0 + uid,
-                                       incentive=score(uid) / max(layout.miners, 1),
-                                       ip=layout.ip(uid), port=layout.axon_port))
+                                         incentive=score(uid) / max(layout.miners, 1),
+                                         ip=layout.ip(uid), port=layout.axon_port))
     for uid, (_name, stake, _kind) in zip(layout.foreign_uids, FOREIGN_VALIDATORS):
         neurons.append(_metagraph.Neuron(uid=uid, hotkey=keys[uid][0], coldkey=keys[uid][1], stake=stake,
-                                       incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True))
+                                         incentive=0.0, ip="0.0.0.0", port=0, validator_permit=True))
     _metagraph.write_snapshot(layout.metagraph_file, neurons, NETWORK, NETUID)
 
 

@@ -129,7 +129,7 @@ def subnet(tmp_path_factory):
         _wait_listening(miner.ip, miner.port)
     neurons = [_metagraph.Neuron(0, made["operator"].hotkey.ss58_address, "ck", 2e4, 0.0, "0.0.0.0", 0, True)]
     neurons += [_metagraph.Neuron(m.uid, made["miner%d" % m.uid].hotkey.ss58_address, "ck", 100.0, 0.1 * m.uid,
-                                m.ip, m.port) for m in miners]
+                                  m.ip, m.port) for m in miners]
     snapshot = str(root / "metagraph.json")
     _metagraph.write_snapshot(snapshot, neurons, "local", 27)
     yield {"root": root, "wallets": wallets, "snapshot": snapshot, "miners": miners, "neurons": neurons}

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _network
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import NotFound
 
+
 def test_load_hotkey_errors_say_what_is_missing(tmp_path):
     with pytest.raises(NotFound, match="wallet 'nobody' does not exist"):
         _network.load_hotkey("nobody", "default", str(tmp_path))
