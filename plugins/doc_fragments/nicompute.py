@@ -185,3 +185,68 @@ attributes:
     membership:
       - neuralinternet.compute.nicompute
 """
+
+    # For plugins (the inventory plugin): the same environment fallbacks, read by Ansible's config
+    # system; db_path may come from them, so the file need not name it. Kept equal to
+    # _settings.ENV_FALLBACKS by a unit test.
+    PLUGIN_ENV = r"""
+options:
+  network:
+    env:
+      - name: NICOMPUTE_NETWORK
+  netuid:
+    env:
+      - name: NICOMPUTE_NETUID
+  wallet_name:
+    env:
+      - name: NICOMPUTE_WALLET_NAME
+  wallet_hotkey:
+    env:
+      - name: NICOMPUTE_WALLET_HOTKEY
+  wallet_path:
+    env:
+      - name: NICOMPUTE_WALLET_PATH
+  metagraph_file:
+    env:
+      - name: NICOMPUTE_METAGRAPH_FILE
+  metagraph_cache_ttl:
+    env:
+      - name: NICOMPUTE_METAGRAPH_CACHE_TTL
+  db_path:
+    required: false
+    env:
+      - name: NICOMPUTE_DB_PATH
+      - name: SQLITE_DB_PATH
+  db_create:
+    env:
+      - name: NICOMPUTE_DB_CREATE
+  wandb_mode:
+    env:
+      - name: NICOMPUTE_WANDB_MODE
+  wandb_api_key:
+    env:
+      - name: NICOMPUTE_WANDB_API_KEY
+      - name: WANDB_API_KEY
+  wandb_entity:
+    env:
+      - name: NICOMPUTE_WANDB_ENTITY
+  wandb_project:
+    env:
+      - name: NICOMPUTE_WANDB_PROJECT
+  wandb_timeout:
+    env:
+      - name: NICOMPUTE_WANDB_TIMEOUT
+  wandb_dir:
+    env:
+      - name: NICOMPUTE_WANDB_DIR
+  wandb_base_url:
+    env:
+      - name: NICOMPUTE_WANDB_BASE_URL
+      - name: WANDB_BASE_URL
+  miner_sync_period:
+    env:
+      - name: NICOMPUTE_MINER_SYNC_PERIOD
+  unconfirmed_grace:
+    env:
+      - name: NICOMPUTE_UNCONFIRMED_GRACE
+"""

@@ -68,6 +68,10 @@ class Settings:
     unconfirmed_grace: int = 3600
 
     @classmethod
+    def option_names(cls):
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
     def from_params(cls, params):
         """Build from module or plugin parameters, ignoring the ones that are not shared."""
         return cls(**dict((f.name, params[f.name]) for f in fields(cls) if params.get(f.name) is not None))
