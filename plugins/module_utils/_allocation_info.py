@@ -22,6 +22,8 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._store impo
 
 # Records whose miner may still hold a box: asked with check_status.
 CHECKED_STATES = ("active", "unconfirmed", "releasing")
+PAUSED_REASON = ("not held, and the record says the container is paused (nicompute_container): a paused "
+                 "container answers so, so it proves nothing")
 
 
 def allocation_row(record, neurons, now, show_credentials=False):
@@ -48,7 +50,8 @@ def judge_reply(record, reply, now, settings):
 
     "Not held" proves little (a paused container or a docker error answers so too): a published
     allocation is released only once it said so for unconfirmed_grace seconds, an unpublished one
-    only once a miner W&B sync period has passed since it was unpublished.
+    only once a miner W&B sync period has passed since it was unpublished. Where the record says
+    the container is paused, "not held" is what the miner must answer: status "paused".
     """
     if reply is None:
         return "unreachable", "the miner is not in the metagraph"
@@ -56,6 +59,9 @@ def judge_reply(record, reply, now, settings):
         return "live", None
     if reply.status is None:
         return "unreachable", reply.describe()
+    if record.container == "paused":
+        # A paused container answers "not held" whoever holds it: no evidence either way.
+        return "paused", PAUSED_REASON
     if record.state == "releasing":
         since = record.unpublished_at or record.created_at or now
         if now - since >= settings.miner_sync_period:

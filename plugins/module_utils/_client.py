@@ -224,7 +224,8 @@ class ComputeClient:
 
         One "not held" proves little (a paused container or a docker error answers so too): the
         record is kept as unconfirmed, still published, and dropped only once the miner has said so
-        for unconfirmed_grace seconds. A miner that does not answer keeps the record.
+        for unconfirmed_grace seconds. A miner that does not answer keeps the record. Where the record
+        says the container is paused (nicompute_container), "not held" is expected and changes nothing.
         """
         record = self.store.get(name=name)
         if record is None or record.state not in PUBLISHED_STATES:
@@ -236,9 +237,16 @@ class ComputeClient:
         if reply.status is True:
             if record.state == "unconfirmed" and not check_mode:
                 record = self.store.confirm(record.hotkey, record.regkey)
+            if record.container == "paused" and not check_mode:
+                # Held means running: someone resumed or restarted it since it was paused.
+                record = self.store.set_container_state(record.hotkey, record.regkey, "running")
             return record, None
         if reply.status is None:
             return record, "miner %s did not confirm the allocation: %s" % (record.hotkey, reply.describe())
+        if record.container == "paused":
+            # A paused container answers "not held" to everyone: no evidence, and the box stays ours.
+            return record, ("allocation %r is paused (its miner answers \"not held\" while it is); resume it with "
+                            "nicompute_container action=resume" % name)
         now = time.time()
         since = record.unconfirmed_since or now
         if now - since >= self.settings.unconfirmed_grace:

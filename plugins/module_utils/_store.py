@@ -54,7 +54,10 @@ UPSTREAM_SCHEMA = (
 # docker error reads so too); still published until the grace period ends. releasing:
 # unpublished, kept with its key until the miner confirms or one of its W&B sync periods has
 # passed. expired: past its timeline, unpublished; kept for listings until its name is reused.
+# container: what the miner's docker last said of the box through nicompute_container -
+# 'running' or 'paused'; NULL while unknown. A paused container answers "not held".
 OWN_TABLE = "nicompute_allocation"
+CONTAINER_STATES = ("running", "paused")
 STATES = ("pending", "active", "unconfirmed", "releasing", "expired")
 PUBLISHED_STATES = ("active", "unconfirmed")
 OWN_COLUMNS_SQL = (
@@ -64,6 +67,7 @@ OWN_COLUMNS_SQL = (
     ("timeline", "INTEGER"), ("created_at", "REAL"), ("expires_at", "REAL"), ("error", "TEXT"), ("uuid", "TEXT"),
     ("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("owner_started", "REAL"), ("lease_until", "REAL"),
     ("request", "TEXT"), ("unconfirmed_since", "REAL"), ("unpublished_at", "REAL"),
+    ("container", "TEXT CHECK(container IN (%s))" % ",".join("'%s'" % state for state in CONTAINER_STATES)),
 )
 OWN_TABLE_SQL = "CREATE TABLE %s (%s)" % (OWN_TABLE, ", ".join("%s %s" % column for column in OWN_COLUMNS_SQL))
 # What the collection last published (and whether it worked), so any later task republishes.
@@ -80,7 +84,7 @@ DAY_S = 86400.0
 
 _OWN_COLUMNS = tuple(name for name, _kind in OWN_COLUMNS_SQL)
 _QUOTED_NAME = re.compile(r'^CREATE TABLE\s+"%s"\s*' % OWN_TABLE)
-_RECORD_COLUMNS = _OWN_COLUMNS[:13] + ("unconfirmed_since", "unpublished_at")
+_RECORD_COLUMNS = _OWN_COLUMNS[:13] + ("unconfirmed_since", "unpublished_at", "container")
 
 
 def connect(path, create=False):
@@ -198,6 +202,7 @@ class Allocation:
     uuid: str | None = None
     unconfirmed_since: float | None = None
     unpublished_at: float | None = None
+    container: str | None = None
     owner: Owner | None = None
     lease_until: float | None = None
     request: dict | None = None
@@ -523,6 +528,59 @@ class AllocationStore:
         self._write(lambda connection: connection.execute(
             "UPDATE nicompute_allocation SET state = 'active', error = NULL, unconfirmed_since = NULL "
             "WHERE hotkey = ? AND regkey = ? AND state = 'unconfirmed'", (hotkey, regkey)))
+        return self.get(hotkey=hotkey)
+
+    def set_container_state(self, hotkey, regkey, state):
+        """Record what the miner's docker says of this allocation's container ('running', 'paused' or
+        None for unknown), in one transaction matching hotkey and public key.
+
+        An allocation the upstream CLI made (a row only in upstream `allocation`) gets a bookkeeping
+        row (no name, active) to hold it. NotFound when no allocation has this key.
+        """
+        if state is not None and state not in CONTAINER_STATES:
+            raise BadInput("container state must be one of %s or None, got %r" % (", ".join(CONTAINER_STATES), state))
+
+        def work(connection):
+            if self._own_row_for(connection, hotkey, regkey) is not None:
+                connection.execute("UPDATE nicompute_allocation SET container = ? WHERE hotkey = ? AND regkey = ?",
+                                   (state, hotkey, regkey))
+                return
+            upstream = self._upstream_row_for(connection, hotkey, regkey)
+            if upstream is None or self._own_row(connection, hotkey=hotkey) is not None:
+                raise NotFound("no allocation for miner %s with this key" % hotkey, hotkey=hotkey)
+            details = _loads(upstream["details"]) or {}
+            connection.execute(
+                "INSERT INTO nicompute_allocation (hotkey, name, state, ip, regkey, ssh_key, resource, uuid, "
+                "container) VALUES (?, NULL, 'active', ?, ?, ?, ?, ?, ?)",
+                (hotkey, details.get("ip"), regkey, details.get("ssh_key"), details.get("resource"),
+                 details.get("uuid"), state))
+
+        self._write(work)
+        return self.get(hotkey=hotkey)
+
+    def set_ssh_key(self, hotkey, regkey, ssh_key):
+        """Record the user key that now logs in to this allocation's box, in the bookkeeping row and in
+        upstream `allocation` details, in one transaction matching hotkey and public key.
+
+        NotFound when no allocation has this key.
+        """
+        if not isinstance(ssh_key, str):
+            raise BadInput("ssh_key must be a string")
+
+        def work(connection):
+            own = connection.execute("UPDATE nicompute_allocation SET ssh_key = ? WHERE hotkey = ? AND regkey = ?",
+                                     (ssh_key, hotkey, regkey)).rowcount
+            upstream = self._upstream_row_for(connection, hotkey, regkey)
+            if upstream is not None:
+                details = _loads(upstream["details"])
+                if details is not None:
+                    details["ssh_key"] = ssh_key
+                    connection.execute("UPDATE allocation SET details = ? WHERE hotkey = ?",
+                                       (json.dumps(details), hotkey))
+            if not own and upstream is None:
+                raise NotFound("no allocation for miner %s with this key" % hotkey, hotkey=hotkey)
+
+        self._write(work)
         return self.get(hotkey=hotkey)
 
     def expire(self, now=None):

@@ -145,10 +145,11 @@ allocations:
       type: bool
     status:
       description:
-        - With O(check_status) - V(live) (the miner holds the key), V(unconfirmed) ("not held", which
-          proves little until it lasted O(unconfirmed_grace), or for an unpublished one a miner sync
-          period), V(released), V(unreachable) (no answer, or not in the metagraph). Null for pending
-          and expired records and without O(check_status).
+        - With O(check_status) - V(live) (the miner holds the key), V(paused) ("not held" from a box
+          M(neuralinternet.compute.nicompute_container) paused, which answers so to everyone),
+          V(unconfirmed) ("not held", which proves little until it lasted O(unconfirmed_grace), or for
+          an unpublished one a miner sync period), V(released), V(unreachable) (no answer, or not in the
+          metagraph). Null for pending and expired records and without O(check_status).
       type: str
     status_reason:
       description: What the status rests on, or why the miner was not asked; null without O(check_status).
