@@ -266,8 +266,14 @@ class Miner:
         return bool(stored and stored.strip()) and _same_key(stored, public_key) and self._running(fault)
 
     def _kill(self, fault):
-        """kill_container: remove the current container; False when docker fails (release-fails)."""
+        """kill_container: remove the current container; False when docker fails (release-fails).
+
+        v1.8.3 stops a container only when it runs and then removes it without force, which Docker
+        refuses for a paused one: no release, self-release, expiry or new allocation while paused.
+        """
         if fault.mode == "release-fails":
+            return False
+        if self.allocation is not None and self.allocation.paused:
             return False
         if self.allocation is not None:
             self.box.revoke()

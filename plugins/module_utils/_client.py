@@ -408,13 +408,22 @@ class ComputeClient:
 
     def _settle(self, record, neuron, timeout, who):
         """Ask the miner to release an unpublished record; drop it when the release is confirmed, or
-        when a whole W&B sync period after unpublishing the miner no longer holds the key."""
+        when a whole W&B sync period after unpublishing the miner no longer holds the key.
+
+        v1.8.3 miners remove a container without force, which Docker refuses while it is paused, and
+        a paused container answers "not held": a box this collection paused is resumed first, and
+        while it is recorded paused, "not held" never counts as released.
+        """
+        if record.container == "paused":
+            resumed = self.query.docker_action(neuron, record.regkey, "unpause", timeout)
+            if resumed.status is True:
+                record = self.store.set_container_state(record.hotkey, record.regkey, "running")
         reply = self.query.deallocate(neuron, record.regkey, timeout)
         if reply.status is True:
             self.store.remove(record.hotkey, record.regkey)
             return {"changed": True, "result": "released"}
         since = record.unpublished_at or record.created_at or time.time()
-        if time.time() - since >= self.settings.miner_sync_period:
+        if time.time() - since >= self.settings.miner_sync_period and record.container != "paused":
             held = self.query.still_allocated(neuron, record.regkey, timeout)
             if held.status is False:
                 self.store.remove(record.hotkey, record.regkey)

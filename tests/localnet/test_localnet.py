@@ -29,7 +29,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils import _cry
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import CryptoError  # noqa: E402
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (  # noqa: E402
     DeviceRequirement)
-from localnet import cli, harness, procs  # noqa: E402
+from localnet import box, cli, harness, procs  # noqa: E402
 from localnet.faults import Fault  # noqa: E402
 from localnet.miner import Miner, key_fingerprint  # noqa: E402
 
@@ -39,6 +39,7 @@ RUN = os.getpid()
 NET_IP, NET_USERS = "127.%d.%d" % (100 + RUN // 250 % 100, RUN % 250), "nt%x" % RUN
 DAYS_IP, DAYS_USERS = "127.%d.%d" % (200 + RUN // 250 % 50, RUN % 250), "nd%x" % RUN
 V190_IP, V190_USERS = "127.%d.%d" % (250 + RUN // 250 % 5, RUN % 250), "nv%x" % RUN
+SUDO_IP, SUDO_USERS = "127.%d.%d" % (50 + RUN // 250 % 50, RUN % 250), "ns%x" % RUN
 # The net fixture's build time: long enough to look at a miner while it builds.
 BUILD = 2.0
 # What the collection sends; register_allocation reads every key of it.
@@ -458,6 +459,9 @@ def test_docker_actions_check_no_ownership(net, ssh_key, tmp_path):
     assert net.query.check_available([neuron], TIMEOUT)[0].status is True
     assert net.query.still_allocated(neuron, public_pem, TIMEOUT).status is False
     assert net.query.docker_action(neuron, stranger, "pause", TIMEOUT).status is False  # already paused
+    # Docker does not remove a paused container: even the allocation's own key cannot release it.
+    assert net.query.deallocate(neuron, public_pem, TIMEOUT).status is False
+    assert net.miner(2)["allocated"] is True
 
     assert net.query.docker_action(neuron, stranger, "resume", TIMEOUT).status is True
     assert net.query.docker_action(neuron, stranger, "unpause", TIMEOUT).status is False  # not paused
@@ -700,6 +704,45 @@ def test_allocation_expires_after_its_timeline(short_days, ssh_key):
     # The scheduled kill leaves the key file: the key still "releases" (nothing left to kill).
     assert short_days.miner(1)["key_fingerprint"] == key_fingerprint(public_pem)
     assert short_days.query.deallocate(neuron, public_pem, TIMEOUT).status is True
+
+
+# ---------------------------------------------------------------- sudo
+
+def sudo_as(user, *command):
+    """`sudo -n COMMAND` run by user (never prompting), as a login of that user would."""
+    return subprocess.run(["runuser", "-u", user, "--", "sudo", "-n"] + list(command),
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_box_users_get_passwordless_sudo_for_themselves_only_until_down(tmp_path_factory):
+    # A box user stands for the container's root: become must work for it, and for nobody else.
+    state_dir = start(tmp_path_factory, "sudo", "--miners", "2", "--build-seconds", "0",
+                      "--ip-prefix", SUDO_IP, "--user-prefix", SUDO_USERS)
+    users = [SUDO_USERS + "1", SUDO_USERS + "2"]
+    rules = [box.sudoers_file(user) for user in users]
+    try:
+        for user, rule in zip(users, rules):
+            assert rule == "/etc/sudoers.d/nicompute-localnet-%s" % user
+            info = os.stat(rule)
+            assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o440, 0, 0)
+            with open(rule) as handle:
+                grants = [line for line in handle.read().splitlines() if line.strip() and not line.startswith("#")]
+            assert grants == ["%s ALL=(ALL:ALL) NOPASSWD: ALL" % user]
+            assert subprocess.run(["visudo", "-c", "-q", "-f", rule], check=False).returncode == 0
+            result = sudo_as(user, "id", "-u")
+            assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr
+        # Without its own rule, the second box user cannot use the first one's.
+        box.revoke_sudo(users[1])
+        result = sudo_as(users[1], "true")
+        assert result.returncode != 0 and "password is required" in result.stderr
+        assert sudo_as(users[0], "true").returncode == 0
+        # Nor can a user that is no box user.
+        result = sudo_as("nobody", "true")
+        assert result.returncode != 0 and "password is required" in result.stderr
+    finally:
+        localnet("down", "--state-dir", state_dir, check=False)
+    assert [rule for rule in rules if os.path.exists(rule)] == []
+    assert not [name for name in os.listdir(box.SUDOERS_DIR) if SUDO_USERS in name]
 
 
 # ---------------------------------------------------------------- down

@@ -84,6 +84,10 @@ class FakeQuery:
         self.sent.append(("status", target.hotkey, _protocol.status_request(public_key), timeout))
         return self._answer()
 
+    def deallocate(self, target, public_key, timeout):
+        self.sent.append(("release", target.hotkey, _protocol.deallocate_request(public_key), timeout))
+        return self._answer()
+
     def docker_action(self, target, public_key, action, timeout, ssh_key="", key_type=""):
         # Built as MinerQuery.docker_action builds it, so a wrong field fails here as it would there.
         self.sent.append((action, target.hotkey, _protocol.docker_action_request(public_key, action, ssh_key, key_type),
@@ -497,3 +501,28 @@ def test_judge_reply_calls_not_held_of_a_paused_record_paused(tmp_path):
         running = Allocation(hotkey="hk", state=state, name="box", regkey=REGKEY, container="running",
                              unconfirmed_since=now - 10 * 86400, unpublished_at=now - 10 * 86400)
         assert judge_reply(running, NOT_HELD, now, settings)[0] == "released"
+
+
+# -- releasing a box this collection paused -------------------------------------------------------------
+
+def test_a_paused_box_is_resumed_before_its_release(db):
+    # v1.8.3 miners remove the container without force, which Docker refuses while it is paused.
+    set_container(db, "paused")
+    query = FakeQuery(reply({"status": True}), reply({"status": True}))
+    client = live_client(db, query)
+    outcome = client.deallocate(record(db), 3)
+    assert [item[0] for item in query.sent] == ["unpause", "release"]
+    assert outcome["result"] == "released" and record(db) is None
+
+
+def test_a_paused_box_whose_release_fails_is_never_taken_as_released_from_not_held(db):
+    set_container(db, "paused")
+    # The resume is refused, the release fails, and a sync period has passed: still kept, nothing asked.
+    query = FakeQuery(reply({"status": False}), reply({"status": False}))
+    client = live_client(db, query)
+    client.settings.miner_sync_period = 0  # any unpublished record is past its sync period
+    outcome = client.deallocate(record(db), 3)
+    assert [item[0] for item in query.sent] == ["unpause", "release"]
+    assert outcome["result"] == "unpublished"
+    kept = record(db)
+    assert (kept.state, kept.container) == ("releasing", "paused")
