@@ -15,8 +15,9 @@ log() { printf '[setup] %s\n' "$*"; }
 
 system_packages() {
     # command -> Debian package: the localnet tests run sshd on loopback, Ansible needs ssh and
-    # sshpass, hack/test.sh copies with rsync, and ansible-test sanity runs shellcheck.
-    local -A wanted=([ssh]=openssh-client [sshd]=openssh-server [sshpass]=sshpass [rsync]=rsync [shellcheck]=shellcheck)
+    # sshpass, localnet's box users get passwordless sudo (the gpu_box role's become), hack/test.sh
+    # copies with rsync, and ansible-test sanity runs shellcheck.
+    local -A wanted=([ssh]=openssh-client [sshd]=openssh-server [sshpass]=sshpass [sudo]=sudo [rsync]=rsync [shellcheck]=shellcheck)
     local missing=() cmd
     for cmd in "${!wanted[@]}"; do
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${wanted[$cmd]}")

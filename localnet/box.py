@@ -7,11 +7,14 @@ import shutil
 import string
 import subprocess
 
-from localnet.layout import write_file
+from localnet.layout import USER_COMMENT, write_file
 
 SSHD = "/usr/sbin/sshd"
-# Binaries a box needs; the harness installs openssh-server, openssh-client and sshpass.
-REQUIRED_BINARIES = (SSHD, "ssh-keygen", "useradd", "userdel", "usermod", "chpasswd", "pkill")
+# Binaries a box needs; the harness installs openssh-server, openssh-client, sshpass and sudo.
+REQUIRED_BINARIES = (SSHD, "ssh-keygen", "useradd", "userdel", "usermod", "chpasswd", "pkill", "sudo")
+# A box user stands for the container's root, so it gets passwordless sudo: one file per user,
+# /etc/sudoers.d/nicompute-localnet-<user>, naming that user only.
+SUDOERS_DIR = "/etc/sudoers.d"
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # sshd's privilege-separation directory; Debian creates it only when its service starts.
 PRIVSEP_DIR = "/run/sshd"
@@ -50,8 +53,42 @@ def kill_user_processes(name):
     _run(["pkill", "-KILL", "-u", name], ok=(0, 1))
 
 
+def sudoers_file(name):
+    return os.path.join(SUDOERS_DIR, "%s-%s" % (USER_COMMENT, name))
+
+
+def grant_sudo(name):
+    """Passwordless sudo for user name only, as a container's root has it."""
+    path = sudoers_file(name)
+    # sudo skips files whose names hold a dot, so the rule would silently not apply.
+    if "." in os.path.basename(path):
+        raise BoxError("user %s: sudo ignores %s (a dot in the name); choose another --user-prefix" % (name, path))
+    os.makedirs(SUDOERS_DIR, mode=0o755, exist_ok=True)
+    # Written under a name sudo ignores (it has a dot), checked, then renamed into place.
+    staged = os.path.join(SUDOERS_DIR, ".%s.new" % os.path.basename(path))
+    try:
+        with open(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o440), "w") as handle:
+            handle.write("# localnet box user, standing for the container's root (%s)\n"
+                         "%s ALL=(ALL:ALL) NOPASSWD: ALL\n" % (USER_COMMENT, name))
+        os.chmod(staged, 0o440)
+        if shutil.which("visudo"):
+            _run(["visudo", "-c", "-q", "-f", staged])
+        os.rename(staged, path)
+    finally:
+        if os.path.exists(staged):
+            os.unlink(staged)
+
+
+def revoke_sudo(name):
+    try:
+        os.unlink(sudoers_file(name))
+    except FileNotFoundError:
+        pass
+
+
 def remove_user(name):
-    """Remove a localnet user with its home and processes (the caller checked it is localnet's)."""
+    """Remove a localnet user with its home, processes and sudo rule (the caller checked it is localnet's)."""
+    revoke_sudo(name)
     kill_user_processes(name)
     # userdel exits 12 when the home is already gone.
     _run(["userdel", "-r", name], ok=(0, 12))
@@ -77,6 +114,7 @@ class Box:
     def create_user(self):
         # Born locked: useradd leaves the password "!" until an allocation sets one.
         _run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", self.comment, self.user])
+        grant_sudo(self.user)
 
     def prepare_sshd(self):
         os.makedirs(self.directory, exist_ok=True)

@@ -104,6 +104,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._inventory 
     host_name,
     host_variables,
     live_entries,
+    public_key_files,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
 
@@ -150,16 +151,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except NiComputeError as error:
             raise AnsibleParserError("%s: %s" % (path, error.message))
         group = self.inventory.add_group(self.get_option("group"))
-        strict = self.get_option("strict")
+        options = dict((name, self.get_option(name)) for name in ("compose", "groups", "keyed_groups", "strict",
+                                                                  "use_password"))
+        key_files = public_key_files(self.get_option("private_key_files"))
         for entry in entries:
-            self._add_host(group, entry, strict)
+            self._add_host(group, entry, key_files, options)
 
-    def _add_host(self, group, entry, strict):
+    def _add_host(self, group, entry, key_files, options):
         name = self.inventory.add_host(host_name(entry), group=group)
         # Everything here came from a miner or the database: never templated.
-        variables = wrap_var(host_variables(entry, self.get_option("private_key_files"), self.get_option("use_password")))
+        variables = wrap_var(host_variables(entry, key_files, options["use_password"]))
         for key, value in variables.items():
             self.inventory.set_variable(name, key, value)
-        self._set_composite_vars(self.get_option("compose"), variables, name, strict=strict)
-        self._add_host_to_composed_groups(self.get_option("groups"), variables, name, strict=strict)
-        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, name, strict=strict)
+        strict = options["strict"]
+        self._set_composite_vars(options["compose"], variables, name, strict=strict)
+        self._add_host_to_composed_groups(options["groups"], variables, name, strict=strict)
+        self._add_host_to_keyed_groups(options["keyed_groups"], variables, name, strict=strict)

@@ -18,7 +18,6 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._resources 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
 
 HOST_STATES = ("active", "unconfirmed")
-DEFAULT_PRIVATE_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 # What an inventory host name may hold; anything else in an allocation name becomes "_".
 _NOT_IN_HOST_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -36,20 +35,25 @@ def _key_body(public_key):
     return tuple(fields[:2]) if len(fields) >= 2 else None
 
 
-def private_key_for(public_key, private_key_files):
-    """The first private key file whose .pub holds public_key; None when none does."""
-    wanted = _key_body(public_key)
-    if wanted is None:
-        return None
+def public_key_files(private_key_files):
+    """[(private key path, its public key's type and body)] of the files whose .pub can be read, read once."""
+    found = []
     for path in private_key_files:
         private = os.path.expanduser(path)
         try:
             with open(private + ".pub") as handle:
-                if _key_body(handle.read()) == wanted and os.path.isfile(private):
-                    return private
+                body = _key_body(handle.read())
         except OSError:
             continue
-    return None
+        if body is not None and os.path.isfile(private):
+            found.append((private, body))
+    return found
+
+
+def private_key_for(public_key, key_files):
+    """The first private key of key_files (from public_key_files) whose public half is public_key, or None."""
+    wanted = _key_body(public_key)
+    return next((private for private, body in key_files if wanted is not None and body == wanted), None)
 
 
 def allocation_entries(db_path, with_password=False):
@@ -76,7 +80,7 @@ def allocation_entries(db_path, with_password=False):
     return entries
 
 
-def host_variables(entry, private_key_files=DEFAULT_PRIVATE_KEYS, use_password=False):
+def host_variables(entry, key_files=(), use_password=False):
     """The host's connection variables and nicompute_* facts (no secret unless use_password)."""
     variables = {
         "ansible_host": entry["ip"],
@@ -97,7 +101,7 @@ def host_variables(entry, private_key_files=DEFAULT_PRIVATE_KEYS, use_password=F
         variables["ansible_port"] = entry["port"]
     if entry["username"]:
         variables["ansible_user"] = entry["username"]
-    key_file = private_key_for(entry["ssh_key"], private_key_files)
+    key_file = private_key_for(entry["ssh_key"], key_files)
     if key_file:
         variables["ansible_ssh_private_key_file"] = key_file
     if use_password and entry["password"]:

@@ -23,6 +23,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._inventory 
     allocation_entries,
     host_name,
     private_key_for,
+    public_key_files,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import ENV_FALLBACKS
@@ -211,10 +212,12 @@ def test_host_names_keep_safe_characters(name, expected):
 
 
 def test_private_key_for_compares_type_and_body_only(world):
-    assert private_key_for(SSH_KEY, world["keys"]) == world["keys"][1]
-    assert private_key_for("not a key", world["keys"]) is None
-    assert private_key_for("", world["keys"]) is None
-    assert private_key_for(SSH_KEY, [str(world["dir"] / "missing")]) is None
+    key_files = public_key_files(world["keys"] + [str(world["dir"] / "missing")])
+    assert [path for path, _body in key_files] == world["keys"]
+    assert private_key_for(SSH_KEY, key_files) == world["keys"][1]
+    assert private_key_for("not a key", key_files) is None
+    assert private_key_for("", key_files) is None
+    assert private_key_for(SSH_KEY, public_key_files([str(world["dir"] / "missing")])) is None
 
 
 def test_the_plugin_environment_fragment_matches_the_modules_fallbacks():
