@@ -35,7 +35,7 @@ def _require_root():
                             "(run it with sudo, or as root in a container)")
     missing = box.missing_binaries()
     if missing:
-        raise LocalnetError("missing %s; install them with: apt-get install -y openssh-server openssh-client"
+        raise LocalnetError("missing %s; install them with: apt-get install -y openssh-server openssh-client sudo"
                             % ", ".join(missing))
 
 

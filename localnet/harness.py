@@ -9,14 +9,14 @@ import sys
 from localnet import _collection
 
 # What the test command installs: openssh-server openssh-client sshpass.
-NEEDED = ("/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass")
+NEEDED = ("/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass", "sudo")
 
 
 def missing_requirements(needed=NEEDED):
     """Why localnet cannot run here, or None."""
     missing = [name for name in needed if not shutil.which(name)]
     if missing:
-        return "localnet needs %s: apt-get install -y openssh-server openssh-client sshpass" % ", ".join(missing)
+        return "localnet needs %s: apt-get install -y openssh-server openssh-client sshpass sudo" % ", ".join(missing)
     if os.geteuid() != 0:
         return "localnet must run as root (it starts sshd and creates users)"
     return None
