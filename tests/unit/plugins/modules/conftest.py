@@ -8,6 +8,8 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.neuralinternet.compute.tests.unit.plugins.modules.quiet_network import quiet_network_options
+
 
 class ModuleExit(Exception):
     def __init__(self, result, failed):
@@ -36,3 +38,10 @@ def run_module(monkeypatch):
         return caught.value.result, caught.value.failed
 
     return run
+
+
+
+@pytest.fixture
+def quiet_network(tmp_path):
+    """The shared options pointing at quiet_network.py's network: nobody to contact, nothing to load."""
+    return quiet_network_options(tmp_path)

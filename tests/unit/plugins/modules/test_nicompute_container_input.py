@@ -5,31 +5,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import Neuron, write_snapshot
-from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
 from ansible_collections.neuralinternet.compute.plugins.modules import nicompute_container
+from ansible_collections.neuralinternet.compute.tests.unit.plugins.modules.quiet_network import MINER_HOTKEY, digest
 
-HOTKEY = "5CLkGR5xW6HpbCLFLMy5NWfSrRxohkzBLwkW4c9HvKKvndme"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAInewkeynewkeynewkeynewkeynewkeynewkeynew new@box"
-
-
-@pytest.fixture
-def setup(tmp_path):
-    db = tmp_path / "database.db"
-    AllocationStore(str(db), create=True).close()
-    snapshot = tmp_path / "metagraph.json"
-    write_snapshot(str(snapshot), [Neuron(1, HOTKEY, "ck", 0.0, 0.0, "127.0.0.9", 8091)], "local", 27)
-    return {"db_path": str(db), "metagraph_file": str(snapshot), "wallet_path": str(tmp_path / "wallets"),
-            "wandb_mode": "disabled"}
-
-
-def digest(path):
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -37,7 +18,7 @@ def digest(path):
                                           "exchange_key, got: reboot"),
     ({"name": "box"}, "missing required arguments: action"),
     ({"action": "pause"}, "one of the following is required: name, hotkey"),
-    ({"action": "pause", "name": "box", "hotkey": HOTKEY}, "parameters are mutually exclusive: name|hotkey"),
+    ({"action": "pause", "name": "box", "hotkey": MINER_HOTKEY}, "parameters are mutually exclusive: name|hotkey"),
     ({"action": "pause", "name": ""}, "name must not be empty"),
     ({"action": "pause", "hotkey": "5notanaddress"}, "hotkey '5notanaddress' is not a valid ss58 address"),
     ({"action": "exchange_key", "name": "box"}, "action is exchange_key but all of the following are missing: "
@@ -56,28 +37,28 @@ def digest(path):
     ({"action": "pause", "name": "box", "timeout": -1}, "timeout must be greater than 0"),
     ({"action": "pause", "name": "box", "timeout": "soon"}, "timeout"),
 ])
-def test_bad_input_fails_before_any_change(run_module, setup, extra, message):
-    before = digest(setup["db_path"])
-    result, failed = run_module(nicompute_container, dict(setup, **extra))
+def test_bad_input_fails_before_any_change(run_module, quiet_network, extra, message):
+    before = digest(quiet_network["db_path"])
+    result, failed = run_module(nicompute_container, dict(quiet_network, **extra))
     assert failed
     assert message in result["msg"]
-    assert digest(setup["db_path"]) == before
+    assert digest(quiet_network["db_path"]) == before
 
 
-def test_an_allocation_that_is_not_ours_is_refused_and_nothing_is_sent(run_module, setup):
-    before = digest(setup["db_path"])
+def test_an_allocation_that_is_not_ours_is_refused_and_nothing_is_sent(run_module, quiet_network):
+    before = digest(quiet_network["db_path"])
     for action in ("status", "pause", "restart"):
-        result, failed = run_module(nicompute_container, dict(setup, action=action, hotkey=HOTKEY))
+        result, failed = run_module(nicompute_container, dict(quiet_network, action=action, hotkey=MINER_HOTKEY))
         assert failed and result["error_type"] == "BadInput"
-        assert result["msg"].startswith("miner %s: this validator has no allocation recorded for it" % HOTKEY)
-    result, failed = run_module(nicompute_container, dict(setup, action="resume", name="nobox"))
+        assert result["msg"].startswith("miner %s: this validator has no allocation recorded for it" % MINER_HOTKEY)
+    result, failed = run_module(nicompute_container, dict(quiet_network, action="resume", name="nobox"))
     assert failed and "allocation 'nobox': this validator has no allocation recorded" in result["msg"]
-    assert digest(setup["db_path"]) == before
+    assert digest(quiet_network["db_path"]) == before
 
 
-def test_a_missing_database_is_named_and_not_created(run_module, setup, tmp_path):
+def test_a_missing_database_is_named_and_not_created(run_module, quiet_network, tmp_path):
     typo = tmp_path / "typo" / "x.db"
-    result, failed = run_module(nicompute_container, dict(setup, action="pause", name="box", db_path=str(typo)))
+    result, failed = run_module(nicompute_container, dict(quiet_network, action="pause", name="box", db_path=str(typo)))
     assert failed
     assert result["msg"].startswith("database %s does not exist" % typo)
     assert not typo.parent.exists()
