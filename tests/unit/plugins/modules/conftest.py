@@ -40,7 +40,6 @@ def run_module(monkeypatch):
     return run
 
 
-
 @pytest.fixture
 def quiet_network(tmp_path):
     """The shared options pointing at quiet_network.py's network: nobody to contact, nothing to load."""
