@@ -29,7 +29,8 @@ description:
     example one group per GPU name).
   - With O(cache), the raw allocation list is cached, not the groups built from it.
   - Reads the database only; nothing is written. Loads bittensor and the wallet only with O(live_only).
-  - The inventory source must be a file whose name ends in C(.nicompute.yml) or C(.nicompute.yaml).
+  - The inventory source must be a file whose name ends in C(.nicompute.yml) or C(.nicompute.yaml). A key
+    in it that is not an option of this plugin is an error, not a silently ignored typo.
 author:
   - neuralinternet.compute contributors (@neuralinternet)
 extends_documentation_fragment:
@@ -145,7 +146,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
-        self._read_config_data(path)
+        config = self._read_config_data(path)
+        # Ansible ignores keys it does not know: a misspelled option would silently keep its default.
+        unknown = sorted(set(config) - set(self._options))
+        if unknown:
+            raise AnsibleParserError("%s: unknown options %s (see ansible-doc -t inventory %s)"
+                                     % (path, ", ".join(unknown), self.NAME))
         try:
             entries = self._entries(path, cache)
         except NiComputeError as error:

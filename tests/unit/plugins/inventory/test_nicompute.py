@@ -194,6 +194,12 @@ def test_reading_changes_nothing_and_errors_name_the_source(world, tmp_path):
     assert "nope.db does not exist" in completed.stderr
 
 
+def test_a_misspelled_option_is_an_error_not_a_silent_default(world):
+    completed = ansible(world, "ansible-inventory", "-i", source_file(world, live_onyl=True), "--list")
+    assert completed.returncode != 0
+    assert "unknown options live_onyl" in completed.stderr
+
+
 def test_only_nicompute_files_are_sources(world, tmp_path):
     source = tmp_path / "hosts.yml"
     source.write_text(json.dumps({"plugin": "neuralinternet.compute.nicompute", "db_path": world["db"]}))
