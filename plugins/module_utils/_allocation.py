@@ -41,6 +41,25 @@ def read_ssh_public_key(value):
     return (value or "").strip()
 
 
+def checked_public_key(option, key):
+    """key when miners can install it (empty: none); BadInput naming the option otherwise."""
+    if key and not key.startswith(SSH_KEY_PREFIXES):
+        raise BadInput("%s is neither an OpenSSH public key nor a readable key file" % option, option=option)
+    if any(char in key for char in "\r\n'"):
+        # Miners write the key with echo '<key>': a second line or a quote breaks the build.
+        raise BadInput("%s must be one key on one line without quotes: miners write it with echo '<key>'" % option,
+                       option=option)
+    return key
+
+
+def stripped_entries(option, values, hint=""):
+    """The entries of a list option, stripped; BadInput naming the option when one is empty or not text."""
+    cleaned = [value.strip() if isinstance(value, str) else value for value in values or []]
+    if any(not isinstance(value, str) or not value for value in cleaned):
+        raise BadInput("%s has an empty entry (got %r)%s" % (option, values, hint), option=option)
+    return cleaned
+
+
 @dataclass
 class AllocationRequest:
     name: str
@@ -67,12 +86,7 @@ class AllocationRequest:
         self.allocate_timeout = checked_float("allocate_timeout", self.allocate_timeout)
         self.max_attempts = checked_int("max_attempts", self.max_attempts)
         self.min_validator_stake = checked_float("min_validator_stake", self.min_validator_stake)
-        if self.ssh_public_key and not self.ssh_public_key.startswith(SSH_KEY_PREFIXES):
-            raise BadInput("ssh_public_key is neither an OpenSSH public key nor a readable key file")
-        if any(char in self.ssh_public_key for char in "\r\n'"):
-            # Miners write the key with echo '<key>': a second line or a quote breaks the build.
-            raise BadInput("ssh_public_key must be one key on one line without quotes: miners write it with "
-                           "echo '<key>'")
+        checked_public_key("ssh_public_key", self.ssh_public_key)
         given = dict((k, v) for k, v in self.requirements.items() if v is not None)
         if self.hotkey is not None:
             if given:
@@ -259,13 +273,8 @@ def drop_empty_warnings(result):
 
 def deallocation_targets(hotkeys, names):
     """(hotkeys, names) stripped; BadInput for an empty entry or no target at all."""
-    targets = {}
-    for option, values in (("hotkeys", hotkeys), ("names", names)):
-        cleaned = [value.strip() if isinstance(value, str) else value for value in values or []]
-        if any(not isinstance(value, str) or not value for value in cleaned):
-            raise BadInput("%s has an empty entry (got %r): name each allocation to release" % (option, values),
-                           option=option)
-        targets[option] = cleaned
+    targets = dict((option, stripped_entries(option, values, ": name each allocation to release"))
+                   for option, values in (("hotkeys", hotkeys), ("names", names)))
     if not targets["hotkeys"] and not targets["names"]:
         raise BadInput("nothing to release: give at least one hotkey or name")
     for hotkey in targets["hotkeys"]:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import allocation_view
+from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
+    allocation_view,
+    stripped_entries,
+)
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked_float
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
@@ -90,7 +93,7 @@ def ask_miners(client, records, timeout):
 def allocation_info(settings, names=None, in_metagraph=False, check_status=False, show_credentials=False,
                     timeout=5.0):
     """Run the allocation listing (read only); returns the module result or raises NiComputeError."""
-    names = _names(names)
+    names = stripped_entries("names", names)
     for option, value in (("in_metagraph", in_metagraph), ("check_status", check_status),
                           ("show_credentials", show_credentials)):
         if not isinstance(value, bool):
@@ -118,10 +121,3 @@ def allocation_info(settings, names=None, in_metagraph=False, check_status=False
             else:
                 row["status"], row["status_reason"] = judge_reply(record, answers[record.hotkey], now, settings)
     return {"changed": False, "allocations": rows, "absent": absent}
-
-
-def _names(names):
-    cleaned = [name.strip() if isinstance(name, str) else name for name in names or []]
-    if any(not isinstance(name, str) or not name for name in cleaned):
-        raise BadInput("names has an empty entry (got %r)" % (names,), option="names")
-    return cleaned

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _protocol
 from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
-    SSH_KEY_PREFIXES,
     allocation_view,
+    checked_public_key,
     drop_empty_warnings,
     publish_and_warn,
     read_ssh_public_key,
@@ -78,13 +78,9 @@ def checked_ssh_key(value):
         raise BadInput("action exchange_key needs ssh_key: an OpenSSH public key on one line, or a file that "
                        "holds one", option="ssh_key")
     key = read_ssh_public_key(value)
-    if not key.startswith(SSH_KEY_PREFIXES):
+    if not key:  # a key file without a key
         raise BadInput("ssh_key is neither an OpenSSH public key nor a readable key file", option="ssh_key")
-    if any(char in key for char in "\r\n'"):
-        # Miners write the keys with echo '<keys>': a second line or a quote breaks authorized_keys.
-        raise BadInput("ssh_key must be one key on one line without quotes: miners write it with echo '<key>'",
-                       option="ssh_key")
-    return key
+    return checked_public_key("ssh_key", key)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import namedtuple
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import parse_specs
 from ansible_collections.neuralinternet.compute.plugins.module_utils._resources import specs_columns
@@ -116,12 +117,14 @@ def live_entries(settings, entries, timeout):
     list is for logging in now: only entries whose miner holds the key stay, with status "live".
     Loads the wallet and bittensor: the hotkey signs the requests.
     """
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation_info import ask_miners
     from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
-    from ansible_collections.neuralinternet.compute.plugins.module_utils._protocol import status_request
 
-    client = ComputeClient(settings)
-    neurons = client.neurons()
-    asked = [entry for entry in entries if entry["regkey"] and entry["hotkey"] in neurons]
-    replies = client.query.send([(neurons[entry["hotkey"]], status_request(entry["regkey"])) for entry in asked],
-                                timeout)
-    return [dict(entry, status="live") for entry, reply in zip(asked, replies) if reply.status is True]
+    answers = ask_miners(ComputeClient(settings), [_MinerKey(entry["hotkey"], entry["regkey"]) for entry in entries],
+                         timeout)
+    return [dict(entry, status="live") for entry in entries
+            if getattr(answers.get(entry["hotkey"]), "status", None) is True]
+
+
+# What ask_miners reads of a record: the miner and the allocation's public key.
+_MinerKey = namedtuple("_MinerKey", "hotkey regkey")

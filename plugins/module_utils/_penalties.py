@@ -17,6 +17,7 @@ import time
 from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
     drop_empty_warnings,
     publish_and_warn,
+    stripped_entries,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
@@ -32,11 +33,9 @@ MAX_REASON = 500
 
 def penalty_targets(hotkeys):
     """The hotkeys stripped and deduplicated in order; BadInput for an empty or malformed entry."""
-    cleaned = [hotkey.strip() if isinstance(hotkey, str) else hotkey for hotkey in hotkeys or []]
-    if not cleaned:
+    if not hotkeys:
         raise BadInput("hotkeys is empty: name at least one miner", option="hotkeys")
-    if any(not isinstance(hotkey, str) or not hotkey for hotkey in cleaned):
-        raise BadInput("hotkeys has an empty entry (got %r)" % (hotkeys,), option="hotkeys")
+    cleaned = stripped_entries("hotkeys", hotkeys)
     malformed = [hotkey for hotkey in cleaned if not is_ss58_address(hotkey)]
     if malformed:
         raise BadInput("not valid ss58 addresses: %s" % ", ".join(malformed), option="hotkeys", malformed=malformed)
