@@ -255,9 +255,9 @@ def allocate(settings, request, check_mode=False):
     if record is None:
         publish_and_warn(client, result)
         wanted = "miner %s" % request.hotkey if request.hotkey else requirement.describe()
-        raise MinerRefused("no miner could be allocated for %r (%s): %d candidates available, %d rejected, "
-                           "%d attempts failed" % (request.name, wanted, len(report["candidates"]),
-                                                   len(report["rejected"]), len(report["attempts"])),
+        raise MinerRefused("no miner could be allocated for %r (%s): %d attempts failed, %d miners rejected, "
+                           "%d candidates not tried" % (request.name, wanted, len(report["attempts"]),
+                                                        len(report["rejected"]), len(report["candidates"])),
                            **drop_empty_warnings(result))
     view = allocation_view(record, request.return_password)
     result.update(changed=True, allocation=view,

@@ -38,11 +38,13 @@ class Candidate:
     resource: str
     score: float = None
     reason: str = None
+    # Whether its availability was asked: the ranked check stops once the best free miner is known.
+    checked: bool = False
 
     def describe(self):
         item = {"hotkey": self.neuron.hotkey, "uid": self.neuron.uid, "ip": self.neuron.ip,
                 "resource": self.resource, "score": self.score,
-                "incentive": self.neuron.incentive}
+                "incentive": self.neuron.incentive, "checked": self.checked}
         if self.reason:
             item["reason"] = self.reason
         return item
@@ -205,17 +207,22 @@ class ComputeClient:
         return ranking
 
     def check_availability(self, ranking, timeout):
-        """Ask every candidate concurrently whether it is free; busy or silent ones are rejected."""
-        replies = self.query.check_available([c.neuron for c in ranking.candidates], timeout)
-        available = []
+        """Ask the ranked candidates in widening batches until the best-ranked free one is known.
+
+        Busy or silent candidates ranked above it are rejected; the free ones that answered stay
+        candidates, followed by those whose answer was not needed (checked false), in rank order.
+        """
+        replies = self.query.check_ranked([c.neuron for c in ranking.candidates], timeout)
+        kept = []
         for candidate, reply in zip(ranking.candidates, replies):
-            if reply.status is True:
-                available.append(candidate)
+            candidate.checked = reply is not None
+            if reply is None or reply.status is True:
+                kept.append(candidate)
             elif reply.status is False:
                 ranking.reject(candidate, "busy (the miner reports an allocation)")
             else:
                 ranking.reject(candidate, "availability check: %s" % reply.describe())
-        ranking.candidates = available
+        ranking.candidates = kept
         return ranking
 
     # -- allocation
@@ -272,6 +279,11 @@ class ComputeClient:
         device_requirement = (requirement or DeviceRequirement.from_options()).to_wire()
         remaining, tried = list(ranking.candidates), []
         while remaining and len(report["attempts"]) < max_attempts:
+            if not remaining[0].checked:
+                # Every free miner the last check found was tried: check the rest, still ranked.
+                ranking.candidates = remaining
+                remaining = list(self.check_availability(ranking, check_timeout).candidates)
+                continue
             candidate = remaining.pop(0)
             try:
                 outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
@@ -313,7 +325,8 @@ class ComputeClient:
                      key_bits, request):
         """One attempt; None when the miner turned busy since the availability check (nothing was sent)."""
         neuron = candidate.neuron
-        private_pem, public_pem = _crypto.generate_key_pair(key_bits)
+        key = _crypto.AllocationKey(key_bits)
+        public_pem = key.public_pem
         # Claimed before the request, atomically: a process killed from here on leaves evidence to
         # reconcile, and no other run asks this miner while the claim lives. The lease covers the
         # checks, the request and a release after it.
@@ -331,7 +344,7 @@ class ComputeClient:
         attempt["elapsed"] = round(reply.elapsed, 3)
         if reply.status is True:
             try:
-                credentials = _crypto.decrypt_credentials(private_pem, reply.output.get("info"))
+                credentials = key.decrypt(reply.output.get("info"))
             except CryptoError as error:
                 attempt.update(result="released", reason=error.message)
                 self._release_after_failure(neuron, public_pem, error.message, attempt, timeout)

@@ -42,22 +42,37 @@ def _oaep():
     return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
+class AllocationKey:
+    """One allocation's RSA key, kept as a key object: loading it back from PEM with full
+    validation costs 45-66 ms, decrypting with the object under 1 ms."""
+
+    def __init__(self, bits=2048):
+        _require()
+        if bits not in KEY_SIZES:
+            raise BadInput("key size must be one of %s, got %s" % (", ".join(map(str, KEY_SIZES)), bits))
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        self.public_pem = self.private_key.public_key().public_bytes(
+            encoding=serialization.Encoding.PEM,
+            format=serialization.PublicFormat.SubjectPublicKeyInfo,
+        ).decode("ascii")
+
+    @property
+    def private_pem(self):
+        """The private key as unencrypted PKCS8 PEM text."""
+        return self.private_key.private_bytes(
+            encoding=serialization.Encoding.PEM,
+            format=serialization.PrivateFormat.PKCS8,
+            encryption_algorithm=serialization.NoEncryption(),
+        ).decode("ascii")
+
+    def decrypt(self, info):
+        return decrypt_credentials(self.private_key, info)
+
+
 def generate_key_pair(bits=2048):
     """Return (private PKCS8 PEM, public SubjectPublicKeyInfo PEM) as text."""
-    _require()
-    if bits not in KEY_SIZES:
-        raise BadInput("key size must be one of %s, got %s" % (", ".join(map(str, KEY_SIZES)), bits))
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    private_pem = key.private_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.NoEncryption(),
-    ).decode("ascii")
-    public_pem = key.public_key().public_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PublicFormat.SubjectPublicKeyInfo,
-    ).decode("ascii")
-    return private_pem, public_pem
+    key = AllocationKey(bits)
+    return key.private_pem, key.public_pem
 
 
 def encrypt_credentials(public_pem, credentials):
@@ -68,8 +83,19 @@ def encrypt_credentials(public_pem, credentials):
     return base64.b64encode(ciphertext).decode("ascii")
 
 
-def decrypt_credentials(private_pem, info):
-    """Decrypt a miner's base64 `info` into the credentials dict; each fault has its own message."""
+def _private_key(private):
+    """A private key object from a key object or unencrypted PEM text."""
+    if isinstance(private, rsa.RSAPrivateKey):
+        return private
+    try:
+        return serialization.load_pem_private_key(private.encode("ascii"), password=None)
+    except (ValueError, TypeError, UnicodeEncodeError, AttributeError):
+        raise CryptoError("this allocation's private key is not an unencrypted PEM key")
+
+
+def decrypt_credentials(private, info):
+    """Decrypt a miner's base64 `info` (with a key object or PEM text) into the credentials dict;
+    each fault has its own message."""
     _require()
     if not isinstance(info, str) or not info:
         raise CryptoError("the miner returned no encrypted credentials")
@@ -77,10 +103,7 @@ def decrypt_credentials(private_pem, info):
         ciphertext = base64.b64decode(info.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise CryptoError("the miner's credentials are not valid base64")
-    try:
-        private_key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
-    except (ValueError, TypeError, UnicodeEncodeError):
-        raise CryptoError("this allocation's private key is not an unencrypted PEM key")
+    private_key = _private_key(private)
     try:
         plaintext = private_key.decrypt(ciphertext, _oaep())
     except ValueError:

@@ -15,8 +15,10 @@ description:
     given miner (C(a_hotkey)), and returns how to reach it over SSH.
   - "Candidates come from the validator database's miner specs and the metagraph: penalized
     and already allocated miners are never chosen; the rest are ranked by proof-of-GPU score,
-    then incentive. Availability is checked on all candidates at once, then allocation is tried
-    in ranked order, each attempt bounded by O(allocate_timeout)."
+    then incentive. Availability is checked in ranked batches (the 16 best candidates, then twice
+    as many whenever no free miner answered yet) until the best-ranked free miner is known, so
+    silent miners cost about one O(check_timeout) in all; then allocation is tried in ranked
+    order, each attempt bounded by O(allocate_timeout)."
   - Before a miner is asked, the run claims it in one database transaction - a pending record
     with the allocation's public key, the run's owner (host, pid, process start time) and a lease.
     A miner that another run claimed meanwhile is skipped like a busy one and costs no attempt,
@@ -234,11 +236,15 @@ allocation:
       returned: when requested
       sample: Ab3dE5gH7j
 candidates:
-  description: Available miners in ranked order (the plan in check mode).
+  description:
+    - Miners still to choose from, in ranked order (the plan in check mode) - those that answered
+      the availability check as free (C(checked) true), then those whose answer was not needed
+      because a better-ranked miner was free (C(checked) false; they are checked before an attempt).
   returned: when miners were ranked
   type: list
   elements: dict
-  sample: [{hotkey: 5F3..., uid: 12, resource: nvidia h100 80gb hbm3, score: 0.93, incentive: 0.01, ip: 203.0.113.7}]
+  sample: [{hotkey: 5F3..., uid: 12, resource: nvidia h100 80gb hbm3, score: 0.93, incentive: 0.01, ip: 203.0.113.7,
+            checked: true}]
 rejected:
   description: Every miner not chosen, with C(reason).
   returned: when miners were ranked

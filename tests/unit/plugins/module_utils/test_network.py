@@ -33,3 +33,16 @@ def test_allocate_synapse_is_named_allocate_with_the_protocol_defaults():
     synapse.output["status"] = True
     assert _network.allocate_synapse_class()().output == {}
     assert synapse.deserialize() == {"status": True}
+
+
+def test_allocate_synapse_headers_are_bittensors_without_rebuilding_the_schema(monkeypatch):
+    allocate_class = _network.allocate_synapse_class()
+    synapse = allocate_class(timeline=2)
+    expected = _network.bittensor().Synapse.get_required_fields(synapse)
+
+    def no_schema(*_args, **_kwargs):
+        raise AssertionError("the JSON schema was rebuilt")
+
+    monkeypatch.setattr(allocate_class, "model_json_schema", no_schema)
+    assert synapse.get_required_fields() == expected
+    assert synapse.to_headers()["name"] == "Allocate"
