@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
+import tempfile
 import time
 
 # How often the parent looks whether the child is still there.
@@ -24,7 +27,11 @@ class ChildFailed(Exception):
     """The child raised (message: "Type: text") or exited without an answer."""
 
 
-def _call(function, args, queue):
+def _call(function, args, queue, scratch):
+    # Libraries make temporary directories at import (wandb: two per process) and remove them at
+    # exit, which a multiprocessing child skips: they go into scratch, which the parent removes.
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = scratch
     try:
         queue.put(("ok", function(*args)))
     except BaseException as exc:  # reported to the parent, which decides
@@ -42,7 +49,8 @@ def call_in_child(function, args, timeout):
 
     context = multiprocessing.get_context("fork")
     answers = context.Queue()
-    child = context.Process(target=_call, args=(function, args, answers))
+    scratch = tempfile.mkdtemp(prefix="nicompute-child-")
+    child = context.Process(target=_call, args=(function, args, answers, scratch))
     child.start()
     deadline = time.monotonic() + timeout
     try:
@@ -51,6 +59,7 @@ def call_in_child(function, args, timeout):
         if child.is_alive():
             child.kill()
         child.join()
+        shutil.rmtree(scratch, ignore_errors=True)
     if kind == "error":
         raise ChildFailed(value)
     return value

@@ -121,3 +121,22 @@ def _children():
         if stat[stat.rindex(")") + 2:].split()[1] == me:
             found.append(int(entry))
     return found
+
+
+def leave_a_temporary_directory():
+    """What importing wandb does in a child: a TemporaryDirectory that only exit-time cleanup removes."""
+    import tempfile
+
+    made = tempfile.mkdtemp(suffix="wandb-media")
+    return made
+
+
+def test_temporary_directories_made_in_the_child_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    made = call_in_child(leave_a_temporary_directory, (), 10)
+    assert os.path.dirname(os.path.dirname(made)) == str(tmp_path)
+    assert not os.path.exists(made)
+    assert os.listdir(str(tmp_path)) == []
