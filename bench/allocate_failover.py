@@ -1,8 +1,9 @@
 """Allocation among 32 localnet miners, healthy and with the 8 best ones unresponsive.
 
 Run as root from the collection root: .venv/bin/python bench/allocate_failover.py [options]
-Brings up its own 32-miner localnet (temp state dir, --ip-prefix 127.0.3, --user-prefix nicb),
-times `_allocation.allocate` + `_allocation.deallocate` (the modules' code path) in two scenarios:
+Brings up its own 32-miner localnet (temp state dir; --ip-prefix, default 127.0.3, --user-prefix,
+default nicb), times `_allocation.allocate` + `_allocation.deallocate` (the modules' code path) in
+two scenarios:
 
   A  no fault
   B  the 8 top-ranked candidates `unresponsive` (accept the connection, never answer)
@@ -14,15 +15,14 @@ baseline/ours ratio for B. Takes about 1.5 minutes on 2 cores. Not part of the t
 """
 
 import argparse
-import os
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-from localnet_cmd import localnet
+from localnet_cmd import BenchNetwork, address_options, require_root
+
+from localnet.concurrency import read_env  # noqa: E402
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import (  # noqa: E402
     _allocation,
@@ -38,30 +38,13 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._settings i
     Settings,
 )
 
-# Away from the default 127.0.0.x / nicm users and from bench/localnet_up.py's 127.0.29 / nibn.
-# No foreign validators (one would hold a miner) and no W&B self-release of unpublished allocations.
-OPTIONS = ["--ip-prefix", "127.0.3", "--user-prefix", "nicb", "--no-foreign-validators", "--sync-seconds", "0"]
+# Away from the default 127.0.0.x / nicm users and from the other benches' prefixes.
+IP_PREFIX, USER_PREFIX = "127.0.3", "nicb"
 MINERS = 32
 FAULTED = 8
 REQUIREMENTS = {"cpu_count": 1}
 ALLOCATE_TIMEOUT = 10.0
 MAX_ATTEMPTS = 3
-
-
-def read_env(path):
-    """The KEY=VALUE lines of localnet's env file (shell-quoted values)."""
-    env = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line.startswith("export "):
-                line = line[len("export "):]
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, value = line.split("=", 1)
-            words = shlex.split(value)
-            env[key.strip()] = words[0] if words else ""
-    return env
 
 
 def settings_from_env(env):
@@ -70,6 +53,9 @@ def settings_from_env(env):
     for option in ("netuid", "metagraph_cache_ttl", "wandb_timeout"):
         if params[option] is not None:
             params[option] = int(params[option])
+    # Both clients are timed without publishing: W&B's cost is the same for both and not the
+    # availability check's (bench/network_task.py shows it).
+    params["wandb_mode"] = "disabled"
     return Settings.from_params(params)
 
 
@@ -130,14 +116,6 @@ def repeat(label, runs, measure):
     return row
 
 
-def set_faults(ctl, uids, mode):
-    """Run the localnet control script for every uid at once (each waits for its axon)."""
-    procs = [subprocess.Popen([ctl, "fault", str(uid), mode], stdout=subprocess.DEVNULL) for uid in uids]
-    for uid, proc in zip(uids, procs):
-        if proc.wait() != 0:
-            raise RuntimeError("localnet fault %d %s failed" % (uid, mode))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check-timeout", type=float, default=2.0,
@@ -145,18 +123,17 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="repetitions per scenario (default 5)")
     parser.add_argument("--baseline-runs", type=int, default=3,
                         help="repetitions of the slow sequential baseline under fault (default 3)")
+    address_options(parser, IP_PREFIX, USER_PREFIX)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench/allocate_failover.py must run as root: localnet starts sshd and creates users")
+    require_root("bench/allocate_failover.py")
     limit = args.check_timeout + 3.0
 
     with tempfile.TemporaryDirectory(prefix="localnet-failover-") as state_dir:
+        network = BenchNetwork(state_dir, MINERS, args.ip_prefix, args.user_prefix)
         try:
-            up = localnet("up", "--miners", str(MINERS), "--state-dir", state_dir, *OPTIONS)
+            up = network.up()
             print("localnet up, %d miners: %.2fs" % (MINERS, up))
-            env = read_env(os.path.join(state_dir, "env"))
-            settings = settings_from_env(env)
-            ctl = env.get("NICOMPUTE_LOCALNET_CTL") or os.path.join(state_dir, "localnet")
+            settings = settings_from_env(read_env(state_dir))
 
             ranked = ranked_uids(settings, args.check_timeout)
             faulted = ranked[:FAULTED]
@@ -172,7 +149,7 @@ def main():
             rows.append(repeat("A baseline (sequential check)", args.runs,
                                lambda: baseline(settings, ranked, args.check_timeout)))
 
-            set_faults(ctl, faulted, "unresponsive")
+            network.set_faults(faulted, "unresponsive")
             print("B: uids %s unresponsive" % ",".join(map(str, faulted)))
             ours_b = repeat("B ours (concurrent check)", args.runs,
                             lambda: ours(settings, "bench-b", args.check_timeout))
@@ -181,7 +158,7 @@ def main():
                             lambda: baseline(settings, ranked, args.check_timeout))
             rows.append(base_b)
         finally:
-            localnet("down", "--state-dir", state_dir)
+            network.down()
 
     print()
     print("%-32s %9s %9s %4s" % ("scenario", "median s", "max s", "n"))

@@ -1,11 +1,11 @@
 """Concurrent nicompute_allocate processes against one validator database, and the `late` race.
 
 Run as root from the collection root: .venv/bin/python bench/concurrent_allocate.py [options]
-Brings up its own 21-miner localnet (temp state dir, --ip-prefix 127.0.94, --user-prefix nicq).
-Each allocation is the real module run as its own process (`python -m ...nicompute_allocate
-ARGS.json`, settings from the localnet's env file); `python -m localnet validator-writer`
-rewrites miner_details and stats throughout, as the validator does. Scenarios (M, the miners
-that match, comes from a check-mode run of the module):
+Brings up its own 21-miner localnet (temp state dir; --ip-prefix, default 127.0.94, --user-prefix,
+default nicq). Each allocation is the real module run as its own process (`python -m
+...nicompute_allocate ARGS.json`, settings from the localnet's env file); `python -m localnet
+validator-writer` rewrites miner_details and stats throughout, as the validator does. Scenarios
+(M, the miners that match, comes from a check-mode run of the module):
 
   N=8  and N=16 at once, no requirement     M=19 >= N
   N=8  at once, gpu_type a100               M=5  <  N
@@ -25,14 +25,12 @@ import os
 import sys
 import tempfile
 
-from localnet_cmd import localnet
+from localnet_cmd import BenchNetwork, address_options, require_root
 
 from localnet import concurrency
 
-# Away from the default 127.0.0.x / nicm users, bench/localnet_up.py (127.0.29 / nibn),
-# bench/allocate_failover.py (127.0.3 / nicb) and the tests (127.50-249.x).
-# No foreign validators (one would hold a miner) and no W&B self-release of unpublished allocations.
-OPTIONS = ["--ip-prefix", "127.0.94", "--user-prefix", "nicq", "--no-foreign-validators", "--sync-seconds", "0"]
+# Away from the default 127.0.0.x / nicm users, the other benches' prefixes and the tests (127.50-249.x).
+IP_PREFIX, USER_PREFIX = "127.0.94", "nicq"
 MINERS = 21
 CHECK_TIMEOUT = 5
 ALLOCATE_TIMEOUT = 30
@@ -53,21 +51,12 @@ COLUMNS = (("successes", "ok"), ("distinct_miners", "distinct"), ("orphans", "or
            ("writer_failed", "writer fail"))
 
 
-class Network:
-    """The bench's localnet: up, down, faults, and a restart when a scenario left it dirty."""
+class Network(BenchNetwork):
+    """The bench's localnet, restarted when a scenario left it dirty."""
 
-    def __init__(self, state_dir):
-        self.state_dir = state_dir
+    def __init__(self, state_dir, ip_prefix, user_prefix):
+        super().__init__(state_dir, MINERS, ip_prefix, user_prefix)
         self.restarts = 0
-
-    def up(self):
-        return localnet("up", "--miners", str(MINERS), "--state-dir", self.state_dir, *OPTIONS)
-
-    def down(self):
-        return localnet("down", "--state-dir", self.state_dir)
-
-    def fault(self, uid, *mode):
-        localnet("fault", str(uid), *mode, "--state-dir", self.state_dir)
 
     def fresh(self):
         if concurrency.is_clean(concurrency.audit(self.state_dir)):
@@ -100,13 +89,13 @@ def main():
     parser.add_argument("--writer-interval", type=float, default=0.05,
                         help="seconds between the validator writer's rounds (default 0.05)")
     parser.add_argument("--json", help="also write every figure to this JSON file")
+    address_options(parser, IP_PREFIX, USER_PREFIX)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench/concurrent_allocate.py must run as root: localnet starts sshd and creates users")
+    require_root("bench/concurrent_allocate.py")
 
     results, verdicts = [], []
     with tempfile.TemporaryDirectory(prefix="localnet-concurrent-") as state_dir:
-        network = Network(state_dir)
+        network = Network(state_dir, args.ip_prefix, args.user_prefix)
         workdir = os.path.join(state_dir, "runs")
         os.makedirs(workdir)
         try:

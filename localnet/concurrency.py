@@ -67,6 +67,7 @@ class ModuleRun:
         self.timed_out = False
         self.stdout = self.stderr = ""
         self.result = None
+        self.peak_rss_kib = None
         prefix = os.path.join(workdir, "%s.%s" % (module, name))
         self.args_file, self.stdout_file, self.stderr_file = prefix + ".args.json", prefix + ".out", prefix + ".err"
 
@@ -85,7 +86,14 @@ class ModuleRun:
         return self
 
     def poll(self):
-        if self.returncode is None and self.process.poll() is not None:
+        if self.returncode is None and self.process.returncode is None:
+            # Reaped with wait4, which returns this child's own resource usage (its peak RSS).
+            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            if pid:
+                # Popen then takes the process as ended and does not wait for it again.
+                self.process.returncode = os.waitstatus_to_exitcode(status)
+                self.peak_rss_kib = usage.ru_maxrss
+        if self.returncode is None and self.process.returncode is not None:
             self._finish()
         return self.returncode
 
