@@ -5,7 +5,8 @@ Brings up its own localnet of --miners (240) miners (temp state dir; --ip-prefix
 127.0.41, --user-prefix, default nisc; miners grant at once, `--build-seconds 0`, so the time
 is the client's). Every run is the real module as its own process (`python -m
 ...nicompute_allocate ARGS.json`, settings from the localnet's env file, as a playbook task on
-localhost runs it) with no requirement and check_timeout --check-timeout (2 s); then one
+localhost runs it) with no requirement, check_timeout --check-timeout (2 s) and W&B
+--wandb-mode (disabled: publishing costs the same at any size, see network_task.py); then one
 nicompute_deallocate (not timed) releases it, so the next run starts clean. The ranking comes
 from a check-mode run of the module. Scenarios, --runs (10) runs each:
 
@@ -165,8 +166,11 @@ def run_scenarios(network, args):
     env = concurrency.module_environment(network.state_dir)
     workdir = os.path.join(network.state_dir, "runs")
     os.makedirs(workdir)
-    # The W&B SDK leaves two temp dirs behind per publishing run: keep them in the state dir, removed with it.
+    # The runs' temporary files stay in the state dir, removed with it.
     env["TMPDIR"] = workdir
+    # Publishing costs the same at any network size (bench/network_task.py --with-wandb shows it):
+    # disabled by default, so the figures are the availability check's.
+    env["NICOMPUTE_WANDB_MODE"] = args.wandb_mode
     ranked = ranking(env, workdir)
     print("%d candidates (ranked, check mode); check_timeout %gs, allocate_timeout %ds, max_attempts: module default"
           % (len(ranked), args.check_timeout, ALLOCATE_TIMEOUT), flush=True)
@@ -192,6 +196,8 @@ def main():
     parser.add_argument("--many-silent", type=int, default=MANY_SILENT,
                         help="top-ranked candidates silent in C (default %d)" % MANY_SILENT)
     parser.add_argument("--busy", action="store_true", help="also run B and C with one core kept busy")
+    parser.add_argument("--wandb-mode", choices=("disabled", "online"), default="disabled",
+                        help="disabled (default), or online: publish to the localnet's W&B stand-in")
     address_options(parser, IP_PREFIX, USER_PREFIX)
     args = parser.parse_args()
     require_root("bench/allocate_at_scale.py")

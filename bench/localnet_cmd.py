@@ -71,7 +71,7 @@ class BenchNetwork:
 
     def set_faults(self, uids, mode):
         """Set many miners' fault at once, as `localnet fault` does for one: write each miner's fault
-        file (the supervisor reads it per request) and wait until every axon is serving, or stopped
+        file (the miner's worker reads it per request) and wait until every axon is serving, or stopped
         for offline. No `localnet fault` process (≈ 0.17 s) per miner: 120 faults cost milliseconds."""
         layout, _record = Layout.load(self.state_dir)
         fault = faults.Fault(mode)

@@ -1,9 +1,11 @@
 """A miner's box: a login user standing for the container's root, behind its own OpenSSH sshd."""
 
+import concurrent.futures
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import string
 import subprocess
 
@@ -18,6 +20,10 @@ SUDOERS_DIR = "/etc/sudoers.d"
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # sshd's privilege-separation directory; Debian creates it only when its service starts.
 PRIVSEP_DIR = "/run/sshd"
+# useradd, userdel, ssh-keygen and starting sshd mostly wait (on the lock of /etc/passwd, on the
+# disk, on fork): `up` and `down` run this many at once (60 useradd: 8.2 s one by one, 1.6 s eight
+# at a time, on a busy 2-core machine).
+SETUP_THREADS = 8
 
 
 class BoxError(Exception):
@@ -48,9 +54,43 @@ def user_comment(name):
         return None
 
 
+def in_parallel(function, items):
+    """[function(item) for item in items], SETUP_THREADS at a time; the first failure is raised once all ran."""
+    with concurrent.futures.ThreadPoolExecutor(SETUP_THREADS, thread_name_prefix="setup") as pool:
+        return list(pool.map(function, items))
+
+
 def kill_user_processes(name):
     # pkill exits 1 when nothing matched.
     _run(["pkill", "-KILL", "-u", name], ok=(0, 1))
+
+
+def _effective_uid(pid):
+    """A process's effective uid (what pkill -u matches), or None when it is gone."""
+    try:
+        with open("/proc/%s/status" % pid) as handle:
+            for line in handle:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def kill_users_processes(names):
+    """kill_user_processes for many users in one pass over /proc (pkill reads all of /proc per user)."""
+    uids = set()
+    for name in names:
+        try:
+            uids.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            pass
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _effective_uid(entry) in uids:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def sudoers_file(name):
@@ -86,12 +126,17 @@ def revoke_sudo(name):
         pass
 
 
-def remove_user(name):
-    """Remove a localnet user with its home, processes and sudo rule (the caller checked it is localnet's)."""
-    revoke_sudo(name)
-    kill_user_processes(name)
+def _delete_user(name):
     # userdel exits 12 when the home is already gone.
     _run(["userdel", "-r", name], ok=(0, 12))
+
+
+def remove_users(names):
+    """Remove localnet users with their homes, processes and sudo rules (the caller checked they are localnet's)."""
+    for name in names:
+        revoke_sudo(name)
+    kill_users_processes(names)
+    in_parallel(_delete_user, names)
 
 
 class Box:

@@ -3,6 +3,7 @@
 import argparse
 import ipaddress
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +22,10 @@ from localnet.layout import Layout  # noqa: E402
 READY_TIMEOUT_S = 30.0
 FAULT_TIMEOUT_S = 10.0
 MAX_MINERS = 240  # miner i sits on .(10+i) of a /24
+# The default number of axon workers: one per MINERS_PER_WORKER miners, at most MAX_DEFAULT_WORKERS
+# (see default_workers).
+MINERS_PER_WORKER = 64
+MAX_DEFAULT_WORKERS = 4
 
 
 class LocalnetError(Exception):
@@ -39,9 +44,16 @@ def _require_root():
                             % ", ".join(missing))
 
 
+def default_workers(miners):
+    """Axon workers for this many miners: one process serves 64 well; past that they share the CPUs."""
+    return min(MAX_DEFAULT_WORKERS, int(math.ceil(miners / float(MINERS_PER_WORKER))))
+
+
 def _validate(args):
     if not 1 <= args.miners <= MAX_MINERS:
         raise LocalnetError("--miners must be between 1 and %d" % MAX_MINERS)
+    if args.workers is not None and not 1 <= args.workers <= args.miners:
+        raise LocalnetError("--workers must be between 1 and the number of miners (%d)" % args.miners)
     try:
         first = ipaddress.ip_address("%s.%d" % (args.ip_prefix, 11))
     except ValueError:
@@ -71,19 +83,23 @@ def _running_in(state_dir):
     return bool(supervisor) and procs.alive(supervisor)
 
 
-def _claim_user(layout, name):
-    """Make way for user name: remove localnet leftovers, refuse real users and live localnets' users."""
-    comment = box.user_comment(name)
-    if comment is None:
-        return
-    if not comment.startswith(layout_mod.USER_COMMENT + " "):
-        raise LocalnetError("user %s exists and was not created by localnet; remove it or choose another "
-                            "--user-prefix" % name)
-    owner = comment[len(layout_mod.USER_COMMENT) + 1:]
-    if owner != layout.state_dir and _running_in(owner):
-        raise LocalnetError("user %s belongs to the localnet running in %s; bring that one down or choose "
-                            "another --user-prefix" % (name, owner))
-    box.remove_user(name)
+def _claim_users(layout):
+    """Make way for the miners' users: remove localnet leftovers, refuse real users and live localnets' users."""
+    leftovers = []
+    for uid in layout.miner_uids:
+        name = layout.user(uid)
+        comment = box.user_comment(name)
+        if comment is None:
+            continue
+        if not comment.startswith(layout_mod.USER_COMMENT + " "):
+            raise LocalnetError("user %s exists and was not created by localnet; remove it or choose another "
+                                "--user-prefix" % name)
+        owner = comment[len(layout_mod.USER_COMMENT) + 1:]
+        if owner != layout.state_dir and _running_in(owner):
+            raise LocalnetError("user %s belongs to the localnet running in %s; bring that one down or choose "
+                                "another --user-prefix" % (name, owner))
+        leftovers.append(name)
+    box.remove_users(leftovers)
 
 
 def _own_users(layout, users):
@@ -94,15 +110,15 @@ def _stop(layout, record):
     """Stop the processes and remove the users a run recorded (those that exist and are its own);
     return what could not be stopped."""
     idents = [record["pids"]["supervisor"]] if record["pids"].get("supervisor") else []
+    # The supervisor's workers end with it; recorded too, in case it is gone already.
+    idents += record["pids"].get("workers", [])
     idents += list(record["pids"].get("sshd", {}).values())
     idents += [record["pids"]["wandb"]] if record["pids"].get("wandb") else []
     users = _own_users(layout, record.get("users", []))
     # End the users' sessions first, so sshd's per-connection processes go with them.
-    for user in users:
-        box.kill_user_processes(user)
+    box.kill_users_processes(users)
     left = procs.stop(idents)
-    for user in users:
-        box.remove_user(user)
+    box.remove_users(users)
     return left
 
 
@@ -123,6 +139,10 @@ def _spawn_supervisor(layout):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_collection.REPO_ROOT, _collection.BUILD_DIR]
                                         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    # The wandb client makes temporary directories that a killed process never removes: keep them
+    # in the state dir instead of the system's temp directory.
+    env["TMPDIR"] = os.path.join(layout.state_dir, "tmp")
+    os.makedirs(env["TMPDIR"], exist_ok=True)
     with open(layout.supervisor_log, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "localnet.supervisor", layout.state_dir],
                                    cwd=_collection.REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -130,25 +150,44 @@ def _spawn_supervisor(layout):
     return process.pid
 
 
+def _started_workers(layout, supervisor):
+    """The workers this supervisor started, as it wrote them to workers.json; None until it has."""
+    document = layout_mod.read_json(layout.workers_file)
+    if not document or document["supervisor"] != supervisor:
+        return None
+    return [{"pid": worker["pid"], "start": worker["start"]} for worker in document["workers"]]
+
+
 def _wait_ready(layout, pids):
-    """Wait until every axon accepts and every sshd greets; LocalnetError when a process dies first."""
-    waiting = set(layout.miner_uids)
+    """Wait until every axon and every sshd listens; return the supervisor's workers. LocalnetError
+    when a process dies first."""
+    addresses = dict(((layout.ip(uid), port), uid) for uid in layout.miner_uids
+                     for port in (layout.axon_port, layout.ssh_port))
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while waiting:
+    while True:
         dead = [name for name, ident in [("supervisor", pids["supervisor"])] + list(pids["sshd"].items())
                 if not procs.alive(ident)]
         if dead:
             raise LocalnetError("%s exited during start-up; see %s and %s" % (
                 ", ".join("sshd of miner %s" % name if name != "supervisor" else name for name in dead),
                 layout.supervisor_log, layout.miner_file("N", "sshd.log")))
+        # One read of the kernel's socket table per round, not a connection per miner.
+        waiting = set(addresses[address] for address in set(addresses) - probe.listening())
+        workers = _started_workers(layout, pids["supervisor"])
+        if not waiting and workers is not None:
+            return workers
         if time.monotonic() > deadline:
             raise LocalnetError("miners %s not ready after %ds; see %s" % (
-                ", ".join(map(str, sorted(waiting))), READY_TIMEOUT_S, layout.supervisor_log))
-        for uid in sorted(waiting):
-            if probe.tcp_open(layout.ip(uid), layout.axon_port) and probe.ssh_banner(layout.ip(uid), layout.ssh_port):
-                waiting.discard(uid)
-        if waiting:
-            time.sleep(0.05)
+                ", ".join(map(str, sorted(waiting))) or "(workers)", READY_TIMEOUT_S, layout.supervisor_log))
+        time.sleep(0.05)
+
+
+def _make_box(layout, uid):
+    """Miner uid's login user, sshd config and host key, and its (healthy) fault file."""
+    miner_box = box.Box(layout, uid)
+    miner_box.create_user()
+    miner_box.prepare_sshd()
+    faults.write_fault(layout, uid, faults.Fault())
 
 
 def cmd_up(args):
@@ -160,14 +199,14 @@ def cmd_up(args):
     layout = Layout(args.state_dir, args.miners, args.ip_prefix, args.user_prefix, args.axon_port,
                     args.ssh_port, args.day_seconds, build_seconds=args.build_seconds,
                     miner_version=args.miner_version, foreign_validators=args.foreign_validators,
-                    sync_seconds=args.sync_seconds, wandb_port=args.wandb_port)
+                    sync_seconds=args.sync_seconds, wandb_port=args.wandb_port,
+                    workers=args.workers or default_workers(args.miners))
     old_layout, old_record = Layout.load(layout.state_dir)
     if old_record is not None:
         # Leftovers of a crashed (or still running) run in this state dir.
         _stop(old_layout, old_record)
         os.unlink(old_layout.record_file)
-    for uid in layout.miner_uids:
-        _claim_user(layout, layout.user(uid))
+    _claim_users(layout)
     _check_addresses_free(layout)
     if probe.tcp_open(layout.wandb_ip, layout.wandb_port, timeout=0.2):
         raise LocalnetError("%s (the W&B stand-in's address) is already in use (another localnet? see --ip-prefix)"
@@ -181,18 +220,14 @@ def cmd_up(args):
     seed.seed_wandb(layout, keys)
     seed.write_env(layout)
 
-    pids = {"supervisor": None, "sshd": {}, "wandb": None}
+    pids = {"supervisor": None, "workers": [], "sshd": {}, "wandb": None}
     users = [layout.user(uid) for uid in layout.miner_uids]
     # Recorded before anything starts, so `down` or the next `up` cleans a crash at any point.
     _write_record(layout, pids, users)
     try:
-        for uid in layout.miner_uids:
-            miner_box = box.Box(layout, uid)
-            miner_box.create_user()
-            miner_box.prepare_sshd()
-            faults.write_fault(layout, uid, faults.Fault())
-        for uid in layout.miner_uids:
-            pids["sshd"][str(uid)] = procs.identity(box.Box(layout, uid).start_sshd())
+        box.in_parallel(lambda uid: _make_box(layout, uid), layout.miner_uids)
+        sshd = box.in_parallel(lambda uid: procs.identity(box.Box(layout, uid).start_sshd()), layout.miner_uids)
+        pids["sshd"] = dict((str(uid), ident) for uid, ident in zip(layout.miner_uids, sshd))
         _write_record(layout, pids, users)
         # The W&B stand-in before the supervisor: the miners read it at start.
         pids["wandb"] = procs.identity(wandb_standin.spawn(layout))
@@ -200,15 +235,16 @@ def cmd_up(args):
         wandb_standin.wait_ready(layout, lambda: procs.alive(pids["wandb"]))
         pids["supervisor"] = procs.identity(_spawn_supervisor(layout))
         _write_record(layout, pids, users)
-        _wait_ready(layout, pids)
+        pids["workers"] = _wait_ready(layout, pids)
+        _write_record(layout, pids, users)
     except BaseException:
         _stop(layout, {"pids": pids, "users": users})
         if os.path.exists(layout.record_file):
             os.unlink(layout.record_file)
         raise
     elapsed = time.monotonic() - started
-    print("localnet up: %d miners ready in %.1fs (%s.%d-%d)" % (
-        layout.miners, elapsed, layout.ip_prefix, 10 + 1, 10 + layout.miners))
+    print("localnet up: %d miners ready in %.1fs (%s.%d-%d; axon workers: %d)" % (
+        layout.miners, elapsed, layout.ip_prefix, 10 + 1, 10 + layout.miners, layout.workers))
     print("W&B stand-in: %s (%d foreign validators; miners read it %s)" % (
         layout.wandb_url, layout.foreign_validators,
         "every %gs" % layout.sync_seconds if layout.sync_seconds else "never"))
@@ -252,6 +288,7 @@ def miners_status(layout):
             "axon_port": layout.axon_port,
             "ssh_port": layout.ssh_port,
             "ssh_user": layout.user(uid),
+            "worker": layout.worker_of(uid),
             "fault": str(faults.read_fault(layout, uid)),
             "allocated": bool(allocation.get("allocated")),
             # What the miner's docker says: a paused container (docker action) or the paused fault.
@@ -270,13 +307,21 @@ def miners_status(layout):
     return rows
 
 
+def workers_status(layout, record):
+    return [{"index": index, "pid": ident["pid"], "running": procs.alive(ident),
+             "uids": [layout.worker_uids(index)[0], layout.worker_uids(index)[-1]]}
+            for index, ident in enumerate(record["pids"].get("workers", []))]
+
+
 def cmd_status(args):
     layout, record = _running(args)
     supervisor = record["pids"].get("supervisor")
+    workers = workers_status(layout, record)
     document = {
         "state_dir": layout.state_dir,
         "env_file": layout.env_file,
-        "running": bool(supervisor) and procs.alive(supervisor),
+        "running": bool(supervisor) and procs.alive(supervisor) and all(worker["running"] for worker in workers),
+        "workers": workers,
         "day_seconds": layout.day_seconds,
         "build_seconds": layout.build_seconds,
         "miner_version": layout.miner_version,
@@ -286,8 +331,9 @@ def cmd_status(args):
     if args.json:
         print(json.dumps(document, indent=1))
         return 0
-    print("localnet in %s: %s, %d miners, env %s" % (layout.state_dir, "running" if document["running"] else "NOT running",
-                                                     layout.miners, layout.env_file))
+    print("localnet in %s: %s, %d miners, axon workers: %d, env %s" % (
+        layout.state_dir, "running" if document["running"] else "NOT running", layout.miners, layout.workers,
+        layout.env_file))
     print(wandb_standin.status_line(document["wandb"]))
     for row in document["miners"]:
         print("%4d  %-48s  %s:%d  ssh %s@%s:%d  %-10s %-9s %s" % (
@@ -374,6 +420,9 @@ def parser():
                     help="miners read W&B at start and every SECONDS and release an allocation no staked "
                          "validator's signed run lists (upstream: 75 blocks, ~15 min; default 20; 0: never)")
     up.add_argument("--wandb-port", type=int, default=8080, help="the W&B stand-in's port on PREFIX.2 (default 8080)")
+    up.add_argument("--workers", type=int,
+                    help="axon worker processes, each serving a block of miners (default: one per %d miners, "
+                         "at most %d)" % (MINERS_PER_WORKER, MAX_DEFAULT_WORKERS))
     up.add_argument("--ip-prefix", default="127.0.0", help="loopback /24 for miners: miner i is PREFIX.(10+i)")
     up.add_argument("--user-prefix", default="nicm", help="login users are PREFIX<uid>")
     up.add_argument("--axon-port", type=int, default=8091)

@@ -6,12 +6,14 @@ STATE_DIR/
   metagraph.json       the metagraph snapshot the client reads instead of the chain
   database.db          the validator database (miner_details, stats)
   wallets/             operator (validator) and miner wallets
-  supervisor.log       the axon supervisor's output
+  supervisor.log       the output of the supervisor and its axon workers
+  workers.json         the axon workers the supervisor started (PIDs, uids), read by `up`
   miners/<uid>/        per miner: sshd config, host key, log, authorized_keys,
-                       fault (set by `fault`), allocation.json (kept by the supervisor)
+                       fault (set by `fault`), allocation.json (kept by the miner's worker)
   preallocated.json    allocations miners hold from the start (a foreign validator's)
   wandb/               the W&B stand-in: api_key (0600), runs.json, requests.log,
-                       standin.log, sync.json (the miners' last W&B read)
+                       standin.log, read.json (the supervisor's last W&B read),
+                       sync-<K>.json (what worker K's miners did with it)
 """
 
 import json
@@ -35,7 +37,7 @@ class Layout:
 
     def __init__(self, state_dir, miners=0, ip_prefix="127.0.0", user_prefix="nicm",
                  axon_port=8091, ssh_port=4444, day_seconds=86400.0, build_seconds=1.0, miner_version=183,
-                 foreign_validators=0, sync_seconds=0.0, wandb_port=8080):
+                 foreign_validators=0, sync_seconds=0.0, wandb_port=8080, workers=1):
         self.state_dir = os.path.abspath(state_dir)
         self.miners = miners
         self.ip_prefix = ip_prefix
@@ -51,6 +53,8 @@ class Layout:
         self.foreign_validators = foreign_validators
         self.sync_seconds = sync_seconds
         self.wandb_port = wandb_port
+        # Axon worker processes; each serves a contiguous block of miners (see worker_uids).
+        self.workers = workers
 
     # ---- settings persisted in localnet.json
 
@@ -59,7 +63,7 @@ class Layout:
                 "axon_port": self.axon_port, "ssh_port": self.ssh_port, "day_seconds": self.day_seconds,
                 "build_seconds": self.build_seconds, "miner_version": self.miner_version,
                 "foreign_validators": self.foreign_validators, "sync_seconds": self.sync_seconds,
-                "wandb_port": self.wandb_port}
+                "wandb_port": self.wandb_port, "workers": self.workers}
 
     @classmethod
     def load(cls, state_dir):
@@ -99,6 +103,10 @@ class Layout:
         return self.path("supervisor.log")
 
     @property
+    def workers_file(self):
+        return self.path("workers.json")
+
+    @property
     def preallocated_file(self):
         return self.path("preallocated.json")
 
@@ -134,6 +142,15 @@ class Layout:
     @property
     def miner_uids(self):
         return range(1, self.miners + 1)
+
+    def worker_uids(self, index):
+        """The miners worker index (0-based) serves: blocks as even as they come, lower uids first."""
+        size, extra = divmod(self.miners, self.workers)
+        first = 1 + index * size + min(index, extra)
+        return range(first, first + size + (1 if index < extra else 0))
+
+    def worker_of(self, uid):
+        return next(index for index in range(self.workers) if uid in self.worker_uids(index))
 
     def ip(self, uid):
         return "%s.%d" % (self.ip_prefix, 10 + uid)

@@ -1,5 +1,6 @@
 """Network state that `up` writes: wallets, the metagraph snapshot, the validator database, env."""
 
+import glob
 import hashlib
 import json
 import math
@@ -9,7 +10,7 @@ import sys
 import time
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _crypto, _metagraph, _network, _store
-from localnet import _collection, wandb_standin
+from localnet import _collection, wandb_standin, wandb_sync
 from localnet.layout import (MINER_HOTKEY, NETUID, NETWORK, OPERATOR_HOTKEY, OPERATOR_WALLET, write_file,
                              write_json)
 
@@ -198,8 +199,9 @@ def seed_wandb(layout, keys):
     write_json(layout.wandb_path(SEEDED_FILE), seeded, mode=0o600)
     # Each `up` starts a fresh request log, and no miner has read anything yet.
     write_file(layout.wandb_path(wandb_standin.REQUESTS_LOG), "", mode=0o600)
-    if os.path.exists(layout.wandb_path("sync.json")):
-        os.unlink(layout.wandb_path("sync.json"))
+    for pattern in (wandb_sync.READ_FILE, wandb_sync.SYNC_FILE % "*"):
+        for path in glob.glob(layout.wandb_path(pattern)):
+            os.unlink(path)
     write_json(layout.preallocated_file, preallocated, mode=0o600)
     return seeded
 

@@ -1,120 +1,55 @@
-"""The one process that serves every miner's axon: ``python -m localnet.supervisor STATE_DIR``.
+"""The process `up` starts: ``python -m localnet.supervisor STATE_DIR``.
 
-All axons share one asyncio loop (one process, not one per miner: bittensor is heavy);
-box operations run in a small thread pool. SIGTERM ends the process at once.
+It starts the axon workers (localnet/worker.py), one per block of miners, writes them to
+STATE/workers.json for `up` to record, and stays while they run. When a worker ends, it ends the
+others and exits 1, so a broken network shows as not running; SIGTERM or SIGINT ends them all at
+once. Workers end by themselves when the supervisor is gone.
+
+It also reads W&B for all miners, once per period, in a thread (localnet/wandb_sync.py): one
+read and one wandb service, however many workers act on it.
 """
 
-import asyncio
-import concurrent.futures
 import os
 import signal
+import subprocess
 import sys
-import threading
-import time
-import traceback
-import typing
 
 from localnet import _collection
 
 _collection.ensure_importable()
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils import _metagraph, _network, _protocol  # noqa: E402
-from localnet.box import Box  # noqa: E402
-from localnet.faults import read_fault  # noqa: E402
-from localnet.layout import MINER_HOTKEY, Layout  # noqa: E402
-from localnet.miner import Miner, caller_blacklisted, caller_priority  # noqa: E402
-from localnet import wandb_sync  # noqa: E402
+from localnet import procs, wandb_sync  # noqa: E402
+from localnet.layout import Layout, write_json  # noqa: E402
 
-POLL_SECONDS = 0.2
-FIELD_NAMES = [name for name, _kind, _default in _protocol.ALLOCATE_FIELDS]
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+# Workers exit at once on SIGTERM; this is for one that hangs.
+STOP_GRACE_S = 5.0
 
 
-class MinerServer:
-    """A miner's axon, started and stopped as its fault file says (offline stops it)."""
+def spawn_worker(layout, index):
+    # Output goes where the supervisor's goes: supervisor.log.
+    return subprocess.Popen([sys.executable, "-m", "localnet.worker", layout.state_dir, str(index), str(os.getpid())],
+                            stdin=subprocess.DEVNULL)
 
-    def __init__(self, layout, uid, registered, executor):
-        bt = _network.bittensor()
-        self.layout = layout
-        self.uid = uid
-        self.registered = registered
-        self.executor = executor
-        self.wallet = bt.Wallet(name=layout.miner_wallet(uid), hotkey=MINER_HOTKEY, path=layout.wallet_path)
-        self.miner = Miner(uid, Box(layout, uid), layout.day_seconds, layout.miner_file(uid, "allocation.json"),
-                           build_seconds=layout.build_seconds, version=layout.miner_version,
-                           fault_source=lambda: read_fault(layout, uid))
-        self.server = None
 
-    def _axon(self):
-        bt = _network.bittensor()
-        allocate_class = _network.allocate_synapse_class()
-        ip, port = self.layout.ip(self.uid), self.layout.axon_port
-        miner, layout, uid, executor, registered = self.miner, self.layout, self.uid, self.executor, self.registered
+def record_workers(layout, workers):
+    write_json(layout.workers_file, {
+        "supervisor": procs.identity(os.getpid()),
+        "workers": [dict(procs.identity(worker.pid), index=index,
+                         uids=[layout.worker_uids(index)[0], layout.worker_uids(index)[-1]])
+                    for index, worker in enumerate(workers)]})
 
-        # bittensor checks these signatures: the parameter must be named synapse.
-        async def forward(synapse: allocate_class) -> allocate_class:
-            fault = read_fault(layout, uid)
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            fields = dict((name, getattr(synapse, name)) for name in FIELD_NAMES)
-            # A build waits on the loop, not in a box thread: other miners go on meanwhile.
-            synapse.output = await miner.handle_async(fields, fault, executor)
-            if fault.reply_delay(fields):
-                await asyncio.sleep(fault.reply_delay(fields))
-            return synapse
 
-        # registered: {hotkey: stake}. v1.8.3 lets any caller past the blacklist; the priority
-        # function then fails for an unregistered one, and the axon answers 500.
-        def blacklist(synapse: allocate_class) -> typing.Tuple[bool, str]:
-            return caller_blacklisted(miner.version, registered, synapse.dendrite.hotkey)
-
-        def priority(synapse: allocate_class) -> float:
-            return caller_priority(registered, synapse.dendrite.hotkey)
-
-        axon = bt.Axon(wallet=self.wallet, ip=ip, port=port, external_ip=ip, external_port=port)
-        axon.attach(forward_fn=forward, blacklist_fn=blacklist, priority_fn=priority)
-        # bittensor binds 0.0.0.0 whatever ip says; localnet binds loopback only.
-        axon.fast_config.host = ip
-        return axon
-
-    async def _serve(self, server):
+def stop(workers):
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
         try:
-            await server.serve()
-        except (Exception, SystemExit):  # uvicorn exits when it cannot bind; retried on the next poll
-            print("miner %d: axon stopped: %s" % (self.uid, traceback.format_exc(limit=1)), flush=True)
-        if self.server is server:
-            self.server = None
-
-    def apply_fault(self):
-        online = read_fault(self.layout, self.uid).mode != "offline"
-        if online and self.server is None:
-            self.server = self._axon().fast_server
-            asyncio.get_running_loop().create_task(self._serve(self.server))
-        elif not online and self.server is not None:
-            # uvicorn closes the listener first: new connections are refused at once.
-            self.server.should_exit = True
-            self.server = None
-
-
-async def supervise(servers, executor):
-    loop = asyncio.get_running_loop()
-    while True:
-        for server in servers:
-            server.apply_fault()
-        now = time.time()
-        for server in servers:
-            if server.miner.expiry_due(now):
-                await loop.run_in_executor(executor, server.miner.expire, now)
-        await asyncio.sleep(POLL_SECONDS)
-
-
-def _run_loop(servers, executor):
-    try:
-        asyncio.run(supervise(servers, executor))
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        # The loop is the supervisor: without it, end the process.
-        os.kill(os.getpid(), signal.SIGTERM)
+            worker.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def main(argv):
@@ -122,21 +57,26 @@ def main(argv):
         print("usage: python -m localnet.supervisor STATE_DIR", file=sys.stderr)
         return 2
     layout, _record = Layout.load(argv[1])
-    # bittensor parses sys.argv when it builds an axon's config.
-    del sys.argv[1:]
-    # Only the main thread takes SIGTERM/SIGINT; threads started below inherit the mask.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    registered = dict((neuron.hotkey, neuron.stake) for neuron in _metagraph.read_snapshot(layout.metagraph_file)[0])
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="box")
-    servers = [MinerServer(layout, uid, registered, executor) for uid in layout.miner_uids]
-    # Preallocations first; then the W&B self-release check, in its own thread.
-    wandb_sync.attach(layout, servers)
-    threading.Thread(target=_run_loop, args=(servers, executor), name="axons", daemon=True).start()
-    print("supervisor %d serving %d miners" % (os.getpid(), len(servers)), flush=True)
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    # Exit now: an unresponsive miner's pending answer must not delay `down`.
-    os._exit(0)
+    # Started before the signals are blocked, so the workers do not inherit the mask; a worker that
+    # ends meanwhile is found by the poll below.
+    workers = [spawn_worker(layout, index) for index in range(layout.workers)]
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    record_workers(layout, workers)
+    wandb_sync.start_reading(layout)
+    print("supervisor %d: %d workers for %d miners" % (os.getpid(), len(workers), layout.miners), flush=True)
+    while True:
+        ended = [index for index, worker in enumerate(workers) if worker.poll() is not None]
+        if ended:
+            print("supervisor: worker %s exited (status %s); stopping the others" % (
+                ", ".join(map(str, ended)), ", ".join(str(workers[index].returncode) for index in ended)), flush=True)
+            stop(workers)
+            return 1
+        if signal.sigwait(SIGNALS) != signal.SIGCHLD:
+            stop(workers)
+            return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    status = main(sys.argv)
+    # Exit now: no waiting on the wandb SDK's exit hooks (its service ends with this process).
+    os._exit(status)

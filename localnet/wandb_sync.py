@@ -19,10 +19,11 @@ the main loop's ``except (RuntimeError, Exception)`` logs it: the allocation is 
 the next try is 75 blocks later. (At start-up the exception ends the miner process, which
 also leaves the allocation alone.) An *empty* answer, by contrast, releases: no run lists it.
 
-Here the supervisor does the read once per period for all its miners (one process hosts
-them all), through the real wandb public API against the W&B stand-in, in its own thread so
-the axons' asyncio loop never waits on it. ``python -m localnet status --json`` shows each
-miner's last read (STATE/wandb/sync.json).
+Here the supervisor does the read once per period for all miners, through the real wandb
+public API against the W&B stand-in, judges it and writes it to STATE/wandb/read.json; each
+axon worker's miners act on every new read, in a thread of the worker's own so the axons'
+asyncio loop never waits on it. ``python -m localnet status --json`` shows each miner's last
+read and what it did (worker K's miners: STATE/wandb/sync-K.json).
 """
 
 import hashlib
@@ -42,7 +43,11 @@ VALIDATOR_PERMIT_STAKE = 1.024e3
 ALLOCATED_FILTERS = {"$and": [{"config.role": "validator"},
                               {"config.config.netuid": NETUID},
                               {"config.allocated_hotkeys": {"$exists": True}}]}
-SYNC_FILE = "sync.json"
+# The supervisor's last read, and what worker K's miners did with it (sync-0.json, sync-1.json, ...).
+READ_FILE = "read.json"
+SYNC_FILE = "sync-%s.json"
+# How often a worker looks for a new read.
+POLL_SECONDS = 0.2
 # Upstream's public API retried a failing request for 20 s before it raised.
 MAX_READ_TIMEOUT_S = 20
 
@@ -176,25 +181,24 @@ def preallocate(miner, entry):
     return True
 
 
-class Syncer:
-    """At start and every layout.sync_seconds: one read, then every miner acts on it."""
+class ReadLoop:
+    """The supervisor's side: at start and every layout.sync_seconds, one read for every miner,
+    judged and written to STATE/wandb/read.json for the axon workers."""
 
-    def __init__(self, layout, miners, stakes_source, reader=None):
+    def __init__(self, layout, stakes_source, reader=None):
         self.layout = layout
-        self.miners = miners  # {uid: (hotkey, Miner)}
         self.stakes_source = stakes_source
         timeout = max(2, min(int(round(layout.sync_seconds)), MAX_READ_TIMEOUT_S))
         from localnet import wandb_standin
 
         self.reader = reader or Reader(layout.wandb_url, wandb_standin.read_api_key(layout), timeout,
                                        layout.wandb_path("client"))
-        self.last_release = dict((str(uid), None) for uid in miners)
         self.reads = 0
 
-    def sync_once(self):
+    def read_once(self):
         started = time.time()
         document = {"read_at": started, "period_seconds": self.layout.sync_seconds, "ok": False, "error": None,
-                    "runs_seen": None, "runs_accepted": None, "runs": [], "miners": {}}
+                    "runs_seen": None, "runs_accepted": None, "runs": [], "allocated_hotkeys": []}
         try:
             runs = self.reader.read()
             # The metagraph as of now: re-read every period.
@@ -206,26 +210,54 @@ class Syncer:
         if runs is not None:
             allocated, reports = judge(runs, stakes)
             document.update(ok=True, runs_seen=len(runs), runs_accepted=sum(r["accepted"] for r in reports),
-                            runs=reports)
+                            runs=reports, allocated_hotkeys=sorted(allocated))
+        self.reads += 1
+        document["reads"] = self.reads
+        write_json(self.layout.wandb_path(READ_FILE), document)
+        return document
+
+    def run_forever(self):
+        period = self.layout.sync_seconds
+        while True:
+            started = time.monotonic()
+            try:
+                self.read_once()
+            except Exception:  # noqa: BLE001 - the read must never end the supervisor
+                traceback.print_exc()
+            time.sleep(max(0.0, started + period - time.monotonic()))
+
+
+class Syncer:
+    """An axon worker's side: its miners act on every new read, as each upstream miner acts on its own."""
+
+    def __init__(self, layout, miners, document_file):
+        self.layout = layout
+        self.miners = miners  # {uid: (hotkey, Miner)}
+        self.document_file = document_file
+        self.last_release = dict((str(uid), None) for uid in miners)
+        self.acted_on = 0
+
+    def act_on(self, read):
+        """Every miner acts on read (a read.json document); the worker's sync document."""
+        document = dict(read, miners={})
+        allocated = set(document.pop("allocated_hotkeys"))
         for uid, (hotkey, miner) in sorted(self.miners.items()):
             row = {"listed": None, "held": _holds_key(miner) or miner.allocation is not None}
-            if runs is None:
+            if not read["ok"]:
                 row["action"] = "read failed"
             else:
                 row["listed"] = hotkey in allocated
                 row["action"] = self._act(uid, miner, row["listed"], document)
             row["last_self_release"] = self.last_release[str(uid)]
             document["miners"][str(uid)] = row
-        self.reads += 1
-        document["reads"] = self.reads
-        write_json(self.layout.wandb_path(SYNC_FILE), document)
+        write_json(self.document_file, document)
         return document
 
     def _act(self, uid, miner, listed, document):
         reason = None
         if _holds_key(miner) and not listed:
             reason = ("not in the allocated_hotkeys of any accepted validator run (W&B read: %d seen, %d accepted)"
-                      % (document["runs_seen"], sum(r["accepted"] for r in document["runs"])))
+                      % (document["runs_seen"], document["runs_accepted"]))
         elif _orphan_container(miner):
             reason = "a container runs with an empty allocation key"
         if reason is None:
@@ -236,14 +268,16 @@ class Syncer:
         return "release failed"
 
     def run_forever(self):
-        period = self.layout.sync_seconds
         while True:
-            started = time.monotonic()
             try:
-                self.sync_once()
-            except Exception:  # noqa: BLE001 - the sync must never end the supervisor
+                read = read_json(self.layout.wandb_path(READ_FILE))
+                if read and read["reads"] > self.acted_on:
+                    # Once per read, even when acting on it fails: as upstream, the next try is the next read.
+                    self.acted_on = read["reads"]
+                    self.act_on(read)
+            except Exception:  # noqa: BLE001 - the sync must never end the worker
                 traceback.print_exc()
-            time.sleep(max(0.0, started + period - time.monotonic()))
+            time.sleep(POLL_SECONDS)
 
 
 def snapshot_stakes(layout):
@@ -253,9 +287,24 @@ def snapshot_stakes(layout):
     return dict((neuron.hotkey, neuron.stake) for neuron in _metagraph.read_snapshot(layout.metagraph_file)[0])
 
 
-def attach(layout, servers):
-    """For the supervisor, before the axons serve: give the miners their preallocations, then start
-    the sync thread (none when layout.sync_seconds is 0). servers: objects with uid, wallet, miner."""
+def sync_file(layout, worker):
+    """Where worker (its index) writes what its miners did with the last read."""
+    return layout.wandb_path(SYNC_FILE % worker)
+
+
+def start_reading(layout):
+    """For the supervisor: the read thread (none when layout.sync_seconds is 0)."""
+    if not layout.sync_seconds or layout.sync_seconds <= 0:
+        return None
+    loop = ReadLoop(layout, lambda: snapshot_stakes(layout))
+    threading.Thread(target=loop.run_forever, name="wandb-read", daemon=True).start()
+    return loop
+
+
+def attach(layout, servers, worker):
+    """For axon worker `worker`, before its axons serve: give its miners their preallocations, then
+    start the thread that acts on the supervisor's reads (none when layout.sync_seconds is 0).
+    servers: objects with uid, wallet, miner."""
     for server in servers:
         entry = layout.preallocation(server.uid)
         if entry:
@@ -263,7 +312,7 @@ def attach(layout, servers):
     if not layout.sync_seconds or layout.sync_seconds <= 0:
         return None
     miners = dict((server.uid, (server.wallet.hotkey.ss58_address, server.miner)) for server in servers)
-    syncer = Syncer(layout, miners, lambda: snapshot_stakes(layout))
+    syncer = Syncer(layout, miners, sync_file(layout, worker))
     threading.Thread(target=syncer.run_forever, name="wandb-sync", daemon=True).start()
     return syncer
 
@@ -272,7 +321,7 @@ def attach(layout, servers):
 
 def miner_report(layout, uid):
     """What miner uid last read from W&B and did about it, for `localnet status`; None before the first read."""
-    document = read_json(layout.wandb_path(SYNC_FILE))
+    document = read_json(sync_file(layout, layout.worker_of(uid)))
     if not document or str(uid) not in document.get("miners", {}):
         return None
     row = document["miners"][str(uid)]

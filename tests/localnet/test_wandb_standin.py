@@ -92,7 +92,8 @@ class WandbNet:
         return json.loads(localnet("status", "--json", "--state-dir", self.state_dir).stdout)
 
     def sync(self):
-        with open(self.layout.wandb_path(wandb_sync.SYNC_FILE)) as handle:
+        """What the miners did with the last read (one axon worker serves these MINERS miners)."""
+        with open(wandb_sync.sync_file(self.layout, 0)) as handle:
             return json.load(handle)
 
     def reads_after(self, count, timeout=PERIOD_BOUND):
@@ -123,7 +124,7 @@ def wnet(tmp_path_factory):
              "--build-seconds", "0", "--ip-prefix", WB_IP, "--user-prefix", WB_USERS)
     net = WandbNet(state_dir)
     # The miners' first read (it imports wandb and starts its service: about a second).
-    wait_for(lambda: os.path.exists(net.layout.wandb_path(wandb_sync.SYNC_FILE)), 15, "the miners' first W&B read")
+    wait_for(lambda: os.path.exists(wandb_sync.sync_file(net.layout, 0)), 15, "the miners' first W&B read")
     yield net
     localnet("down", "--state-dir", state_dir, check=False)
 
