@@ -83,6 +83,7 @@ class ComputeClient:
         self._neurons = None
         self._keypair = None
         self._query = None
+        self._publisher = None
 
     # -- lazily loaded parts: the database is opened only after the wallet and the metagraph
     # loaded, and bittensor is imported only when a miner must be contacted
@@ -148,6 +149,27 @@ class ComputeClient:
         return neuron
 
     # -- W&B
+    def _new_publisher(self):
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
+        return WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store)
+
+    def prepare_publication(self):
+        """Start the W&B child now, so that wandb's import overlaps the work before the publication."""
+        if self._publisher is None and not self.check_mode and self.settings.effective_wandb_mode != "disabled":
+            self._publisher = self._new_publisher()
+
+    def close(self):
+        """End what the client started and no longer needs (an unused W&B child)."""
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
     def publish(self):
         """Publish the published states' hotkeys unless W&B already has exactly these lists.
 
@@ -160,8 +182,8 @@ class ComputeClient:
         last = self.store.last_publication() or {}
         if last.get("ok") and last.get("mode") == mode and all(last.get(key) == value for key, value in lists.items()):
             return dict(mode=mode, published=True, error=None, unchanged=True, run_id=last.get("run_id"), **lists)
-        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
-        result = WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store).publish(lists)
+        publisher, self._publisher = self._publisher or self._new_publisher(), None
+        result = publisher.publish(lists)
         self.store.record_publication(dict(lists, mode=mode, ok=bool(result["published"]), error=result["error"],
                                            run_id=result.get("run_id"), at=time.time()))
         return result

@@ -22,7 +22,7 @@ import uuid
 from ansible_collections.neuralinternet.compute.plugins.module_utils._child import (
     ChildFailed,
     ChildTimeout,
-    call_in_child,
+    PreparedCall,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import VALIDATOR_ROLE
 
@@ -65,37 +65,45 @@ def _find_run(api, path, run_id, name, netuid):
     return None
 
 
-def _publish_online(settings, hotkey, sign, run_id, lists):
+def _prepare_online(settings, hotkey, sign, run_id):
+    """Import wandb and find the validator's run now; the returned call writes the lists."""
     import wandb
 
     overrides = {"base_url": settings.wandb_base_url} if settings.wandb_base_url else {}
     api = wandb.Api(api_key=settings.wandb_api_key, overrides=overrides, timeout=settings.wandb_timeout)
     path = "%s/%s" % (settings.wandb_entity, settings.wandb_project)
-    run = _find_run(api, path, run_id, RUN_NAME % hotkey, settings.netuid)
-    if run is None:
-        created = api.create_run(entity=settings.wandb_entity, project=settings.wandb_project,
-                                 run_id=run_id or uuid.uuid4().hex[:8])
-        # The object create_run returns cannot be updated (wandb 0.31): read the run back.
-        run = api.run("%s/%s" % (path, created.id))
-        run.display_name = RUN_NAME % hotkey
-        run.config.update(new_run_config(hotkey, settings.netuid))
-    run.config.update(owned_values(sign, run.id, lists))
-    run.update()
-    return run.id
+    found = _find_run(api, path, run_id, RUN_NAME % hotkey, settings.netuid)
+
+    def write(lists):
+        run = found
+        if run is None:
+            created = api.create_run(entity=settings.wandb_entity, project=settings.wandb_project,
+                                     run_id=run_id or uuid.uuid4().hex[:8])
+            # The object create_run returns cannot be updated (wandb 0.31): read the run back.
+            run = api.run("%s/%s" % (path, created.id))
+            run.display_name = RUN_NAME % hotkey
+            run.config.update(new_run_config(hotkey, settings.netuid))
+        run.config.update(owned_values(sign, run.id, lists))
+        run.update()
+        return run.id
+    return write
 
 
-def _publish_offline(settings, hotkey, sign, run_id, lists):
+def _prepare_offline(settings, hotkey, sign, run_id):
     import wandb
 
-    run_id = run_id or uuid.uuid4().hex[:8]
-    config = dict(new_run_config(hotkey, settings.netuid), **owned_values(sign, run_id, lists))
-    run = wandb.init(entity=settings.wandb_entity, project=settings.wandb_project, id=run_id, name=RUN_NAME % hotkey,
-                     mode="offline", dir=settings.wandb_dir, resume="allow", config=config, reinit=True)
-    run.finish()
-    # A multiprocessing child skips atexit, where wandb would stop its service process: without
-    # this the service still writes (and outlives us) after we report success.
-    wandb.teardown()
-    return run_id
+    def write(lists):
+        run_id_now = run_id or uuid.uuid4().hex[:8]
+        config = dict(new_run_config(hotkey, settings.netuid), **owned_values(sign, run_id_now, lists))
+        run = wandb.init(entity=settings.wandb_entity, project=settings.wandb_project, id=run_id_now,
+                         name=RUN_NAME % hotkey, mode="offline", dir=settings.wandb_dir, resume="allow",
+                         config=config, reinit=True)
+        run.finish()
+        # A multiprocessing child skips atexit, where wandb would stop its service process: without
+        # this the service still writes (and outlives us) after we report success.
+        wandb.teardown()
+        return run_id_now
+    return write
 
 
 def prepare_child(settings):
@@ -109,24 +117,38 @@ def prepare_child(settings):
     os.chdir(settings.wandb_dir)
 
 
-def _publish_in_child(settings, hotkey, sign, run_id, lists):
+def _prepare_publication(settings, hotkey, sign, run_id):
     prepare_child(settings)
-    publish = _publish_online if settings.effective_wandb_mode == "online" else _publish_offline
-    return publish(settings, hotkey, sign, run_id, lists)
+    prepare = _prepare_online if settings.effective_wandb_mode == "online" else _prepare_offline
+    return prepare(settings, hotkey, sign, run_id)
 
 
 class WandbPublisher:
-    """Publishes to the run `validator-<hotkey>`; the run id is kept in upstream's wandb_runs table."""
+    """Publishes to the run `validator-<hotkey>`; the run id is kept in upstream's wandb_runs table.
+
+    The child that publishes is forked when the publisher is made: wandb's import (about 0.5 s)
+    and the search for the run overlap the task's own work (an availability check waits on
+    miners), and the publication itself is one request after the grant. One publication per
+    publisher; close() ends an unused child.
+    """
 
     def __init__(self, settings, hotkey, sign, store):
         self.settings = settings
         self.hotkey = hotkey
-        self.sign = sign
         self.store = store
+        self._run_id = store.wandb_run_id(hotkey) if self.mode != "disabled" else None
+        self._child = None
+        if self.mode != "disabled":
+            self._child = PreparedCall(_prepare_publication, (settings, hotkey, sign, self._run_id), background=True)
 
     @property
     def mode(self):
         return self.settings.effective_wandb_mode
+
+    def close(self):
+        if self._child is not None:
+            self._child.close()
+            self._child = None
 
     def publish(self, lists=None):
         """Publish the lists (default: the store's); returns a result dict, never raises."""
@@ -137,10 +159,12 @@ class WandbPublisher:
             lists = {"allocated_hotkeys": self.store.allocated_hotkeys(),
                      "penalized_hotkeys": sorted(self.store.penalized())}
         result.update(lists)
+        if self._child is None:
+            result["error"] = "this publisher already published; make another"
+            return result
+        child, self._child = self._child, None
         try:
-            value = call_in_child(_publish_in_child, (self.settings, self.hotkey, self.sign,
-                                                      self.store.wandb_run_id(self.hotkey), lists),
-                                  self.settings.wandb_timeout)
+            value = child.run((lists,), self.settings.wandb_timeout)
         except ChildTimeout:
             result["error"] = "W&B did not answer within %s s" % self.settings.wandb_timeout
             return result

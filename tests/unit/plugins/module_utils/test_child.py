@@ -140,3 +140,70 @@ def test_temporary_directories_made_in_the_child_are_removed(tmp_path, monkeypat
     assert os.path.dirname(os.path.dirname(made)) == str(tmp_path)
     assert not os.path.exists(made)
     assert os.listdir(str(tmp_path)) == []
+
+
+def prepare_marker(path):
+    """Prepares (writes path) at once; the call it returns adds the late arguments."""
+    with open(path, "w") as handle:
+        handle.write("prepared")
+    return lambda a, b: ("called", a + b)
+
+
+def prepare_fails(_path):
+    raise ValueError("W&B is down")
+
+
+def _wait_for(path, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.path.exists(path)
+
+
+def test_a_prepared_call_prepares_before_it_is_asked_and_runs_once(tmp_path):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._child import PreparedCall
+
+    marker = str(tmp_path / "marker")
+    prepared = PreparedCall(prepare_marker, (marker,))
+    assert _wait_for(marker)  # before run(): the preparation overlaps the parent's work
+    assert prepared.run((2, 3), 10) == ("called", 5)
+    with pytest.raises(ChildFailed, match="already made its call"):
+        prepared.run((1, 1), 10)
+
+
+def test_a_failed_preparation_is_reported_when_the_call_is_asked_for(tmp_path):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._child import PreparedCall
+
+    with pytest.raises(ChildFailed, match="ValueError: W&B is down"):
+        PreparedCall(prepare_fails, (str(tmp_path),)).run((), 10)
+
+
+def test_an_unused_prepared_call_is_ended_by_close_and_leaves_nothing(tmp_path, monkeypatch):
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._child import PreparedCall
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    before = set(_children())
+    prepared = PreparedCall(prepare_marker, (str(tmp_path / "marker"),))
+    assert set(_children()) - before
+    prepared.close()
+    assert set(_children()) - before == set()
+    assert sorted(os.listdir(str(tmp_path))) == ["marker"]
+
+
+def prepare_niceness(_unused):
+    niceness = os.nice(0)
+    return lambda: niceness
+
+
+def test_a_background_child_yields_the_cpu_to_its_parent():
+    from ansible_collections.neuralinternet.compute.plugins.module_utils._child import (
+        BACKGROUND_NICENESS,
+        PreparedCall,
+    )
+
+    mine = os.nice(0)
+    assert PreparedCall(prepare_niceness, (None,), background=True).run((), 10) == mine + BACKGROUND_NICENESS
+    assert PreparedCall(prepare_niceness, (None,)).run((), 10) == mine
