@@ -32,14 +32,23 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import yaml
+from _playbook_timing import (
+    VENV_BIN,
+    localhost_inventory,
+    require_venv,
+    run_playbook,
+    show_failure,
+    summary,
+    timed_records,
+    write_callback,
+    write_file,
+)
 from bittensor_wallet import Keypair
-from localnet_cmd import REPO_ROOT
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _store
 from ansible_collections.neuralinternet.compute.plugins.module_utils._resources import list_resources
@@ -47,8 +56,6 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._settings i
 from localnet import seed
 from localnet.layout import NETUID, NETWORK, Layout
 
-VENV_BIN = os.path.join(REPO_ROOT, ".venv", "bin")
-COLLECTIONS_PATH = os.path.join(REPO_ROOT, ".build")
 RESOURCES = "neuralinternet.compute.nicompute_resources"
 PING = "ansible.builtin.ping"
 KINDS = (("ping", PING), ("resources", RESOURCES))
@@ -58,45 +65,7 @@ WATCHED_PACKAGES = ("bittensor", "bittensor_wallet", "wandb")
 RESOURCES_MARK = "ansible_collections.neuralinternet.compute.plugins.module_utils._resources"
 PING_MARK = "ansible.modules"
 COLLECTION_PACKAGE = "ansible_collections.neuralinternet.compute"
-CALLBACK_NAME = "bench_task_times"
 WALL_MARK = "process wall ns:"
-TIMES_ENV = "NICOMPUTE_BENCH_TIMES"
-CALLBACK_SOURCE = '''from __future__ import annotations
-
-import json
-import os
-import time
-
-from ansible.plugins.callback import CallbackBase
-
-
-class CallbackModule(CallbackBase):
-    """Wall time of every task on the controller, task start to result, as JSON lines in $%(env)s."""
-
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "aggregate"
-    CALLBACK_NAME = "%(name)s"
-    CALLBACK_NEEDS_ENABLED = True
-
-    def __init__(self):
-        super().__init__()
-        self._started = {}
-
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self._started[task._uuid] = time.monotonic()
-
-    def _record(self, result, ok):
-        task = result._task
-        line = {"task": task.get_name(), "seconds": time.monotonic() - self._started[task._uuid], "ok": ok}
-        with open(os.environ["%(env)s"], "a") as handle:
-            handle.write(json.dumps(line) + "\\n")
-
-    def v2_runner_on_ok(self, result):
-        self._record(result, True)
-
-    def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._record(result, False)
-''' % {"name": CALLBACK_NAME, "env": TIMES_ENV}
 WRAPPER_SOURCE = '''#!/bin/sh
 # The module's interpreter: python -X importtime with this process's stderr in its own log (stdout
 # stays Ansible's), and the interpreter's wall time on the log's last line.
@@ -180,13 +149,6 @@ def playbook(layout, repeat):
              "module_defaults": {RESOURCES: dict(settings_options(layout), source="database")}, "tasks": tasks}]
 
 
-def write_file(path, text, mode=0o644):
-    with open(path, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)
-    return path
-
-
 def write_playbook_dir(work_dir, layout, repeat):
     """playbook.yml, callback_plugins/, the interpreter wrapper and two inventories.
 
@@ -194,48 +156,14 @@ def write_playbook_dir(work_dir, layout, repeat):
     """
     logs = os.path.join(work_dir, "importtime")
     os.makedirs(logs)
-    os.makedirs(os.path.join(work_dir, "callback_plugins"))
-    write_file(os.path.join(work_dir, "callback_plugins", CALLBACK_NAME + ".py"), CALLBACK_SOURCE)
+    write_callback(work_dir)
     wrapper = write_file(os.path.join(work_dir, "python-importtime"),
                          WRAPPER_SOURCE % {"logs": logs, "python": os.path.join(VENV_BIN, "python"), "wall": WALL_MARK}, mode=0o755)
-    inventories = dict((run, write_file(os.path.join(work_dir, "inventory-%s.ini" % run),
-                                        "localhost ansible_connection=local ansible_python_interpreter=%s\n" % python))
-                       for run, python in (("timed", os.path.join(VENV_BIN, "python")), ("imports", wrapper)))
+    inventories = {"timed": localhost_inventory(work_dir, "timed"),
+                   "imports": localhost_inventory(work_dir, "imports", wrapper)}
     book = write_file(os.path.join(work_dir, "playbook.yml"),
                       yaml.safe_dump(playbook(layout, repeat), sort_keys=False, width=160))
     return book, inventories
-
-
-def run_playbook(work_dir, book, inventory, run):
-    """ansible-playbook with the timing callback; returns (completed process, seconds)."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_CALLBACKS_ENABLED=CALLBACK_NAME,
-               ANSIBLE_REMOTE_TMP=os.path.join(work_dir, "remote-tmp"),
-               ANSIBLE_LOCAL_TEMP=os.path.join(work_dir, "local-tmp"), ANSIBLE_NOCOLOR="1")
-    env[TIMES_ENV] = os.path.join(work_dir, "task-times-%s.jsonl" % run)
-    started = time.monotonic()
-    completed = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, book], cwd=work_dir,
-                               env=env, capture_output=True, text=True, check=False)
-    return completed, time.monotonic() - started
-
-
-def read_task_times(work_dir, run="timed"):
-    with open(os.path.join(work_dir, "task-times-%s.jsonl" % run)) as handle:
-        return [json.loads(line) for line in handle]
-
-
-def seconds_by_kind(records):
-    """{kind: [seconds]} of the timed tasks ("ping N", "resources N"); the warm-up and check are left out."""
-    times = dict((kind, []) for kind, _module in KINDS)
-    for record in records:
-        kind = record["task"].split()[0]
-        if kind in times and record["ok"]:
-            times[kind].append(record["seconds"])
-    return times
-
-
-def summary(values):
-    return {"n": len(values), "median_s": statistics.median(values),
-            "p90_s": statistics.quantiles(values, n=10, method="inclusive")[-1]}
 
 
 def parse_process_log(path):
@@ -301,11 +229,6 @@ def in_process_listing(layout, repeat):
     return summary(times), result
 
 
-def show_failure(completed):
-    print("ansible-playbook exited %d; its output ends (lines cut at 300 characters):" % completed.returncode)
-    print("\n".join(line[:300] for line in (completed.stdout + completed.stderr).splitlines()[-30:]))
-
-
 def show_figures(figures):
     tasks, processes = figures["tasks"], figures["processes"]
     print("%-43s %4s %9s %9s   %s" % ("task wall time on the controller (timed run)", "n", "median s", "p90 s",
@@ -326,12 +249,11 @@ def show_figures(figures):
 
 
 def timed_tasks(work_dir, repeat):
-    """{kind: summary} of the timed tasks; None (and why) when a task's record is missing."""
-    times = seconds_by_kind(read_task_times(work_dir))
-    if any(len(values) != repeat for values in times.values()):
-        print("expected %d ok records per kind, got %s" % (repeat, dict((k, len(v)) for k, v in times.items())))
+    """{kind: summary} of the timed tasks; None when a task's record is missing."""
+    found = timed_records(work_dir, [kind for kind, _module in KINDS], repeat)
+    if found is None:
         return None
-    return dict((kind, summary(values)) for kind, values in times.items())
+    return dict((kind, summary([record["seconds"] for record in records])) for kind, records in found.items())
 
 
 def logged_processes(work_dir, repeat):
@@ -379,8 +301,7 @@ def main():
     args = parser.parse_args()
     if args.repeat < 2 or args.miners < 1:
         parser.error("--repeat must be at least 2 and --miners at least 1")
-    if not os.path.exists(os.path.join(VENV_BIN, "ansible-playbook")):
-        sys.exit("no %s/ansible-playbook: run `make setup` first" % VENV_BIN)
+    require_venv()
 
     work_dir = tempfile.mkdtemp(prefix="nicompute-resources-bench-")
     try:

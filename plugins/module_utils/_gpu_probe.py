@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import printed_gb
+from ansible_collections.neuralinternet.compute.plugins.module_utils._specs import printed_gb
 
 QUERY = "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits"
 # What nvidia-smi prints for a field the driver does not know, and when it finds no GPU at all.

@@ -14,7 +14,7 @@ import os
 import re
 from collections import namedtuple
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import parse_specs
+from ansible_collections.neuralinternet.compute.plugins.module_utils._specs import parse_specs
 from ansible_collections.neuralinternet.compute.plugins.module_utils._resources import specs_columns
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
 

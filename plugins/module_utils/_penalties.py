@@ -3,10 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # Private module_utils of neuralinternet.compute: not a public API.
-# The Registration CLI's p_hotkey, dp_hotkey and list_p. A penalty is a row in the validator's
-# `blacklist` table, published in `penalized_hotkeys`. Upstream validators do not score from
-# it (v1.8.3 reads one hard-coded validator's checklist); it keeps the miner out of this
-# collection's ranking and shows in every listing.
+# The Registration CLI's p_hotkey and dp_hotkey (list_p is in _penalty_info). A penalty is a row
+# in the validator's `blacklist` table, published in `penalized_hotkeys`. Upstream validators do
+# not score from it (v1.8.3 reads one hard-coded validator's checklist); it keeps the miner out of
+# this collection's ranking and shows in every listing.
 
 from __future__ import annotations
 
@@ -17,15 +17,11 @@ import time
 from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
     drop_empty_warnings,
     publish_and_warn,
-    stripped_entries,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
-from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import neurons_by_hotkey
+from ansible_collections.neuralinternet.compute.plugins.module_utils._records import stripped_entries
 from ansible_collections.neuralinternet.compute.plugins.module_utils._ss58 import is_ss58_address
-from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
-from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns
 
 STATES = ("present", "absent")
 MAX_REASON = 500
@@ -106,42 +102,3 @@ def penalize(settings, hotkeys, state="present", reason=None, check_mode=False):
     if result["changed"]:
         result["penalized"] = sorted(store.set_penalties(add, remove))
     return drop_empty_warnings(publish_and_warn(client, result))
-
-
-def our_penalties(store, neurons, now):
-    rows = []
-    for hotkey, details in store.penalties().items():
-        at = details.get("at") if isinstance(details.get("at"), (int, float)) else None
-        neuron = neurons.get(hotkey)
-        rows.append({"hotkey": hotkey, "uid": getattr(neuron, "uid", None), "reason": details.get("reason"),
-                     "by": details.get("by"), "at": at, "age": None if at is None else max(0, int(now - at))})
-    return rows
-
-
-def published_penalties(runs, neurons):
-    """Each hotkey in other validators' signed penalized lists, with its sources."""
-    rows = {}
-    for run in runs.validators:
-        if run.own:
-            continue
-        for hotkey in run.penalized_hotkeys:
-            row = rows.setdefault(hotkey, {"hotkey": hotkey, "uid": getattr(neurons.get(hotkey), "uid", None),
-                                           "honoured": False, "sources": []})
-            row["sources"].append(run.source())
-            row["honoured"] = row["honoured"] or run.honoured
-    return [rows[hotkey] for hotkey in sorted(rows)]
-
-
-def penalty_info(settings, min_validator_stake=1024.0):
-    """Run the penalty listing (list_p, read only); returns the module result or raises NiComputeError."""
-    threshold = float(checked("min_validator_stake", min_validator_stake))
-    settings.validate()
-    with AllocationStore(settings.db_path, reader=True) as store:
-        neurons = neurons_by_hotkey(settings)
-        ours = our_penalties(store, neurons, time.time())
-    runs = SubnetRuns.for_subnet(settings, neurons, threshold).read(lists=("penalized_hotkeys",))
-    result = {"changed": False, "penalties": ours, "others": published_penalties(runs, neurons),
-              "wandb": runs.report()}
-    if runs.error:
-        result["warnings"] = ["%s: other validators' penalized lists are not shown" % runs.error]
-    return result

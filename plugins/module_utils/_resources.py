@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked, checked_float
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
 from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import neurons_by_hotkey
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
+from ansible_collections.neuralinternet.compute.plugins.module_utils._specs import (
     GB,
     normalize_gpu_type,
     parse_specs,
     printed_gb,
     required_mib,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
-from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store_read import StoreReader
+from ansible_collections.neuralinternet.compute.plugins.module_utils._subnet_runs import SubnetRuns
 
 # In the order a status wins when several apply.
 STATUSES = ("allocated", "penalized", "offline", "reserved", "invalid", "available")
@@ -173,6 +173,12 @@ def summarize(rows):
     }
 
 
+def status_by_hotkey(rows):
+    """The fact: each row's status by hotkey. Not the rows again: Ansible walks a result's every value,
+    facts again on the controller, and then copies the host's facts for every later task."""
+    return dict((row["hotkey"], row["status"]) for row in rows)
+
+
 def resource_rows(facts, row_filter):
     rows = [item.row() for item in facts]
     return sorted((row for row in rows if row_filter.keeps(row)), key=_row_order)
@@ -200,7 +206,7 @@ def list_resources(settings, source="database", row_filter=None, min_validator_s
                    ours=database.get("ours"), reserved=runs.holders(), specs_unknown_why=unknown_why)
     rows = resource_rows(facts, row_filter)
     result = {"changed": False, "source": source, "resources": rows, "summary": summarize(rows),
-              "wandb": runs.report(), "ansible_facts": {"nicompute_resources": rows}}
+              "wandb": runs.report(), "ansible_facts": {"nicompute_resources": status_by_hotkey(rows)}}
     if runs.error:
         result["warnings"] = ["%s: other validators' reservations are not shown%s" % (
             runs.error, "; miners' specs are unknown" if source == "wandb" else "")]
@@ -209,7 +215,7 @@ def list_resources(settings, source="database", row_filter=None, min_validator_s
 
 def _database_facts(db_path):
     """What the validator database says about the miners, read without writing."""
-    with AllocationStore(db_path, reader=True) as store:
+    with StoreReader(db_path) as store:
         return {"specs": store.miner_specs(), "scores": store.scores(), "penalties": store.penalties(),
                 "ours": dict((record.hotkey, record) for record in store.allocations()
                              if record.state in HELD_STATES)}

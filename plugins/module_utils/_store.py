@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # Private module_utils of neuralinternet.compute: not a public API, may change
-# without notice. SQLite store, schema-compatible with the SN27 validator's database.db.
+# without notice. SQLite store, schema-compatible with the SN27 validator's database.db: the
+# reads of _store_read (which holds the schema's columns and the allocation record), and the writes.
 #
 # Concurrency: the validator may write the same file. Every connection has a busy
 # timeout, runs in autocommit mode, and writes in short BEGIN IMMEDIATE transactions
@@ -19,12 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
 import sqlite3
 import time
 import uuid as uuid_module
-from dataclasses import dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
     BadInput,
@@ -32,7 +31,22 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     NotFound,
     StoreError,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store_read import (
+    _OWN_COLUMNS,
+    BUSY_TIMEOUT_S,
+    CONTAINER_STATES,
+    OWN_COLUMNS_SQL,
+    OWN_TABLE,
+    StoreReader,
+    _from_own,
+    _Guard,
+    _loads,
+    _table_names,
+    connect_reader,
+)
+# Part of the store's API for the client and the tests, as before the reads moved to _store_read.
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store_read import (  # noqa: F401 pylint: disable=unused-import
+    PUBLISHED_STATES, Allocation)
 
 # The validator's own tables, exactly as upstream creates them. Created when missing,
 # never altered or dropped.
@@ -48,27 +62,6 @@ UPSTREAM_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS wandb_runs (hotkey TEXT PRIMARY KEY, run_id TEXT NOT NULL)",
 )
 
-# This collection's bookkeeping; upstream readers never look at it.
-# pending: claimed, the request is out (never published). active: granted and published.
-# unconfirmed: the miner answered "not held" (which proves little: a paused container or a
-# docker error reads so too); still published until the grace period ends. releasing:
-# unpublished, kept with its key until the miner confirms or one of its W&B sync periods has
-# passed. expired: past its timeline, unpublished; kept for listings until its name is reused.
-# container: what the miner's docker last said of the box through nicompute_container -
-# 'running' or 'paused'; NULL while unknown. A paused container answers "not held".
-OWN_TABLE = "nicompute_allocation"
-CONTAINER_STATES = ("running", "paused")
-STATES = ("pending", "active", "unconfirmed", "releasing", "expired")
-PUBLISHED_STATES = ("active", "unconfirmed")
-OWN_COLUMNS_SQL = (
-    ("hotkey", "TEXT PRIMARY KEY"), ("name", "TEXT UNIQUE"),
-    ("state", "TEXT NOT NULL CHECK(state IN (%s))" % ",".join("'%s'" % state for state in STATES)),
-    ("uid", "INTEGER"), ("ip", "TEXT"), ("regkey", "TEXT"), ("ssh_key", "TEXT"), ("resource", "TEXT"),
-    ("timeline", "INTEGER"), ("created_at", "REAL"), ("expires_at", "REAL"), ("error", "TEXT"), ("uuid", "TEXT"),
-    ("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("owner_started", "REAL"), ("lease_until", "REAL"),
-    ("request", "TEXT"), ("unconfirmed_since", "REAL"), ("unpublished_at", "REAL"),
-    ("container", "TEXT CHECK(container IN (%s))" % ",".join("'%s'" % state for state in CONTAINER_STATES)),
-)
 OWN_TABLE_SQL = "CREATE TABLE %s (%s)" % (OWN_TABLE, ", ".join("%s %s" % column for column in OWN_COLUMNS_SQL))
 # What the collection last published (and whether it worked), so any later task republishes.
 STATE_TABLE_SQL = "CREATE TABLE nicompute_state (key TEXT PRIMARY KEY, value TEXT)"
@@ -78,13 +71,10 @@ DETAILS_KEYS = ("username", "password", "port", "version", "ip", "resource", "re
 # Miners before v1.8.0 send no version; it is recorded as null.
 CREDENTIAL_KEYS = ("username", "password", "port")
 
-BUSY_TIMEOUT_S = 30.0
 LOCK_RETRIES = 3
 DAY_S = 86400.0
 
-_OWN_COLUMNS = tuple(name for name, _kind in OWN_COLUMNS_SQL)
 _QUOTED_NAME = re.compile(r'^CREATE TABLE\s+"%s"\s*' % OWN_TABLE)
-_RECORD_COLUMNS = _OWN_COLUMNS[:13] + ("unconfirmed_since", "unpublished_at", "container")
 
 
 def connect(path, create=False):
@@ -99,20 +89,6 @@ def connect(path, create=False):
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     connection.row_factory = sqlite3.Row
     return connection
-
-
-def connect_reader(path):
-    """Open an existing database read-only (nothing is created or written), with the busy timeout."""
-    if not os.path.exists(path):
-        raise NotFound("database %s does not exist; point db_path at the validator's database.db" % path, path=path)
-    uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    connection.row_factory = sqlite3.Row
-    return connection
-
-
-def _table_names(connection):
-    return set(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
 
 
 def ensure_upstream_schema(connection):
@@ -169,96 +145,35 @@ def _is_locked(exc):
     return "locked" in text or "busy" in text
 
 
-def _loads(text):
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-@dataclass
-class Allocation:
-    """One allocation, merged from upstream `allocation` and this collection's bookkeeping.
-
-    details is the parsed upstream details dict (None while pending, or when the row is
-    not valid JSON); name is None for an allocation made by the upstream CLI.
-    """
-
-    hotkey: str
-    state: str
-    name: str | None = None
-    uid: int | None = None
-    ip: str | None = None
-    regkey: str | None = None
-    ssh_key: str | None = None
-    resource: str | None = None
-    timeline: int | None = None
-    created_at: float | None = None
-    expires_at: float | None = None
-    error: str | None = None
-    uuid: str | None = None
-    unconfirmed_since: float | None = None
-    unpublished_at: float | None = None
-    container: str | None = None
-    owner: Owner | None = None
-    lease_until: float | None = None
-    request: dict | None = None
-    details: dict | None = field(default=None, repr=False)
-    in_upstream: bool = False
-
-    def abandoned(self, now):
-        """Why another run may settle this pending or releasing record, or None while its run owns it."""
-        if self.state not in ("pending", "releasing"):
-            return None
-        if self.lease_until is None or self.lease_until <= now:
-            return "its lease expired" if self.lease_until is not None else "it has no lease"
-        if self.owner is None:
-            return "it has no owner"
-        if self.owner.alive() is False:
-            return "its run (%s) is gone" % self.owner.describe()
-        return None
-
-
-class AllocationStore:
-    """Allocations, specs, scores and the blacklist in a validator-compatible SQLite file."""
+class AllocationStore(StoreReader):
+    """Allocations, specs, scores and the blacklist in a validator-compatible SQLite file: StoreReader's
+    reads, and the writes."""
 
     def __init__(self, path, create=False, in_memory=False, reader=False, planning=False):
         """Open the database at path; NotFound when it is missing and create is false.
 
         in_memory: an empty database that stands for path (a dry run that would create it).
-        reader: open read-only and create nothing (listings); a missing table reads as empty.
+        reader: open read-only and create nothing, as StoreReader does; a missing table reads as empty.
         planning: a dry run - opened for writing, so require_writable() tells what the real run would
         meet, but nothing is created or written; a missing table reads as empty.
         """
-        self.path = os.fspath(path)
-        if os.path.isdir(self.path):
-            raise StoreError("database %s is a directory" % self.path, path=self.path)
-        created = not in_memory and not reader and not os.path.exists(self.path)
-        try:
-            if in_memory:
-                self._connection = sqlite3.connect(":memory:", isolation_level=None)
-                self._connection.row_factory = sqlite3.Row
-            elif reader:
-                self._connection = connect_reader(self.path)
-            else:
-                self._connection = connect(self.path, create)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError("cannot open database %s: %s" % (self.path, exc), path=self.path)
         self.read_only = reader
-        self._planning = planning
+        self._create, self._in_memory, self._planning = create, in_memory, planning
         self._checked_writable = False
-        # The tables are made before the first write (at once for a new file): a task that changes
-        # nothing leaves the file as it was, and until then a missing table reads as empty.
-        self._schema_ready = False
-        with self._guard():
-            # Fails here, with the file's name, when it is not a database.
-            self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        created = not in_memory and not reader and not os.path.exists(os.fspath(path))
+        super().__init__(path)
         # An older version's bookkeeping table cannot be read with today's columns: migrate it now.
         if created or in_memory or (not reader and not planning and _outdated_own_table(self._connection)):
             self._ensure_schema()
+
+    def _open(self):
+        if self._in_memory:
+            connection = sqlite3.connect(":memory:", isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            return connection
+        if self.read_only:
+            return connect_reader(self.path)
+        return connect(self.path, self._create)
 
     def _ensure_schema(self):
         with self._guard():
@@ -304,33 +219,6 @@ class AllocationStore:
                              quick_check=problems)
         self._checked_writable = True
 
-    # -- plumbing ---------------------------------------------------------------
-
-    def close(self):
-        self._connection.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def _guard(self):
-        return _Guard(self.path)
-
-    def _query(self, sql, parameters=()):
-        with self._guard():
-            try:
-                return self._connection.execute(sql, parameters).fetchall()
-            except sqlite3.OperationalError as exc:
-                # Tables are made at the first write: one not made yet holds nothing.
-                if not self._schema_ready and "no such table" in str(exc):
-                    return []
-                raise
-
-    def _has_own_table(self):
-        return OWN_TABLE in self._tables()
-
     def _write(self, work):
         """Run work(connection) in one short BEGIN IMMEDIATE transaction, retried when locked."""
         if self.read_only:
@@ -371,12 +259,6 @@ class AllocationStore:
         return _Guard(self.path).error(exc)
 
     # -- allocations ------------------------------------------------------------
-
-    def _own_row(self, connection, hotkey=None, name=None):
-        column, value = ("hotkey", hotkey) if hotkey is not None else ("name", name)
-        return connection.execute(
-            "SELECT %s FROM nicompute_allocation WHERE %s = ?" % (", ".join(_OWN_COLUMNS), column), (value,)
-        ).fetchone()
 
     def _own_row_for(self, connection, hotkey, regkey):
         """This allocation's bookkeeping row: the hotkey and the public key must both match."""
@@ -638,88 +520,17 @@ class AllocationStore:
 
         return self._write(work)
 
-    def get(self, hotkey=None, name=None):
-        """The allocation by hotkey or by name, or None."""
-        if (hotkey is None) == (name is None):
-            raise BadInput("give exactly one of hotkey or name")
-        own = None
-        if self._has_own_table():
-            with self._guard():
-                own = self._own_row(self._connection, hotkey=hotkey, name=name)
-        if own is not None:
-            hotkey = own["hotkey"]
-        elif name is not None:
-            return None
-        rows = self._query("SELECT hotkey, details FROM allocation WHERE hotkey = ?", (hotkey,))
-        upstream = rows[0] if rows else None
-        if own is None and upstream is None:
-            return None
-        return _merge(own, upstream)
-
-    def allocations(self, state=None):
-        """Every allocation sorted by hotkey, including those made by the upstream CLI (active)."""
-        if state is not None and state not in STATES:
-            raise BadInput("state must be one of %s, got %r" % (", ".join(STATES), state))
-        own = {}
-        if self._has_own_table():
-            for row in self._query("SELECT %s FROM nicompute_allocation" % ", ".join(_OWN_COLUMNS)):
-                own[row["hotkey"]] = row
-        upstream = dict((row["hotkey"], row) for row in self._query("SELECT hotkey, details FROM allocation"))
-        result = [_merge(own.get(hotkey), upstream.get(hotkey)) for hotkey in sorted(set(own) | set(upstream))]
-        return [item for item in result if state is None or item.state == state]
-
-    def pending(self):
-        return self.allocations(state="pending")
-
-    def allocated_hotkeys(self):
-        """Sorted hotkeys in upstream `allocation` (what the validator publishes to W&B)."""
-        return sorted(row[0] for row in self._query("SELECT hotkey FROM allocation"))
-
-    # -- what was published -------------------------------------------------------
-
-    def last_publication(self):
-        """The last publication this collection attempted, as recorded, or None."""
-        rows = self._query("SELECT value FROM nicompute_state WHERE key = 'publication'") \
-            if "nicompute_state" in self._tables() else []
-        return _loads(rows[0][0]) if rows else None
-
     def record_publication(self, publication):
         self._write(lambda connection: connection.execute(
             "INSERT INTO nicompute_state (key, value) VALUES ('publication', ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (json.dumps(publication, sort_keys=True),)))
 
-    def _tables(self):
-        with self._guard():
-            return _table_names(self._connection)
-
     # -- validator data ---------------------------------------------------------
-
-    def wandb_run_id(self, hotkey):
-        """The W&B run id recorded for hotkey in upstream `wandb_runs`, or None."""
-        rows = self._query("SELECT run_id FROM wandb_runs WHERE hotkey = ?", (hotkey,))
-        return rows[0][0] if rows else None
 
     def set_wandb_run_id(self, hotkey, run_id):
         self._write(lambda connection: connection.execute(
             "INSERT INTO wandb_runs (hotkey, run_id) VALUES (?, ?) "
             "ON CONFLICT(hotkey) DO UPDATE SET run_id = excluded.run_id", (hotkey, run_id)))
-
-    def miner_specs(self):
-        """{hotkey: raw miner_details.details text} (parse with _requirements.parse_specs)."""
-        return dict((row["hotkey"], row["details"]) for row in self._query("SELECT hotkey, details FROM miner_details"))
-
-    def scores(self):
-        """{hotkey: proof-of-GPU score} from stats; NULL scores are skipped."""
-        rows = self._query("SELECT hotkey, score FROM stats WHERE score IS NOT NULL ORDER BY uid")
-        return dict((row["hotkey"], float(row["score"])) for row in rows)
-
-    def penalized(self):
-        return set(row[0] for row in self._query("SELECT hotkey FROM blacklist"))
-
-    def penalties(self):
-        """{hotkey: parsed details dict, or {} when the row has none or not JSON} of the blacklist."""
-        return dict((row["hotkey"], _loads(row["details"]) or {})
-                    for row in self._query("SELECT hotkey, details FROM blacklist ORDER BY hotkey"))
 
     def set_penalties(self, add=None, remove=()):
         """In one transaction: blacklist each hotkey of add ({hotkey: details dict}), replacing its details,
@@ -735,44 +546,3 @@ class AllocationStore:
             return set(row[0] for row in connection.execute("SELECT hotkey FROM blacklist"))
 
         return self._write(work)
-
-
-def _from_own(own, details=None, in_upstream=False):
-    values = dict((column, own[column]) for column in _RECORD_COLUMNS)
-    owner = Owner(own["owner_host"], own["owner_pid"], own["owner_started"]) if own["owner_pid"] is not None else None
-    return Allocation(owner=owner, lease_until=own["lease_until"], request=_loads(own["request"]), details=details,
-                      in_upstream=in_upstream, **values)
-
-
-def _merge(own, upstream):
-    details = _loads(upstream["details"]) if upstream is not None else None
-    if own is None:
-        details_or_empty = details or {}
-        return Allocation(hotkey=upstream["hotkey"], state="active", ip=details_or_empty.get("ip"),
-                          regkey=details_or_empty.get("regkey"), ssh_key=details_or_empty.get("ssh_key"),
-                          resource=details_or_empty.get("resource"), uuid=details_or_empty.get("uuid"),
-                          details=details, in_upstream=True)
-    return _from_own(own, details, upstream is not None)
-
-
-class _Guard:
-    """Turns sqlite3 errors into StoreError naming the file."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        if exc is not None and isinstance(exc, sqlite3.Error):
-            raise self.error(exc) from exc
-        return False
-
-    def error(self, exc):
-        text = str(exc)
-        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
-            return StoreError("%s is not an SQLite database" % self.path, path=self.path)
-        if "unable to open" in text:
-            return StoreError("cannot open database %s: %s" % (self.path, text), path=self.path)
-        return StoreError("database %s: %s" % (self.path, text), path=self.path)

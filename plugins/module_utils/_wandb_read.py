@@ -6,7 +6,8 @@
 # Reads the subnet's W&B runs as upstream validators read them (same filters), and judges
 # them: a run counts only when its sr25519 signature over the run id verifies for the hotkey
 # it names; a validator's lists are honoured only above the stake miners require. Reading
-# happens in a child process killed at wandb_timeout, so W&B never hangs a listing.
+# happens in a child process killed at wandb_timeout, so W&B never hangs a listing. Imported
+# by _subnet_runs only when W&B is read.
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import hotkey_address
+from ansible_collections.neuralinternet.compute.plugins.module_utils._subnet_runs import LIST_KEYS
 
 # What upstream validators put in `role`; the publisher (_sync) writes it too. The publisher and
 # the child process machinery are imported only when W&B is read: a listing with W&B off is a
@@ -22,7 +23,6 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph 
 VALIDATOR_ROLE = "validator"
 
 MINER_ROLE = "miner"
-LIST_KEYS = ("allocated_hotkeys", "penalized_hotkeys")
 # The run config keys a reader needs; the rest (a validator's stats, whole config) stays on W&B.
 RUN_KEYS = ("hotkey", "role", "signature", "version", "specs") + LIST_KEYS
 
@@ -175,52 +175,3 @@ def verify_with_bittensor(ss58_address, message, signature):
     from ansible_collections.neuralinternet.compute.plugins.module_utils._network import verify_signature
 
     return verify_signature(ss58_address, message, signature)
-
-
-class SubnetRuns:
-    """What other validators and the miners published, read once per task."""
-
-    @classmethod
-    def for_subnet(cls, settings, neurons, threshold):
-        """Judged against these neurons' stakes; the wallet's own run (read from its public file) is ours."""
-        own = hotkey_address(settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
-        return cls(settings, neurons, threshold, own, verify_with_bittensor)
-
-    def __init__(self, settings, neurons, threshold, own_hotkey, verify):
-        self.settings = settings
-        self.stakes = dict((hotkey, neuron.stake) for hotkey, neuron in neurons.items())
-        self.threshold = threshold
-        self.own_hotkey = own_hotkey
-        self.verify = verify
-        self.validators, self.skipped, self.miner_specs = [], [], {}
-        self.error = None
-
-    def read(self, lists=LIST_KEYS, miners=False):
-        queries = [(key, validator_filters(self.settings.netuid, key)) for key in lists]
-        if miners:
-            queries.append(("miners", miner_filters(self.settings.netuid)))
-        found, self.error = fetch_runs(self.settings, queries)
-        validator_runs = [run for key in lists for run in found.get(key, [])]
-        self.validators, self.skipped = judge_validator_runs(validator_runs, self.stakes, self.threshold,
-                                                             self.own_hotkey, self.verify)
-        if miners:
-            self.miner_specs, skipped = judge_miner_runs(found.get("miners", []), set(self.stakes), self.verify)
-            self.skipped += skipped
-        return self
-
-    def holders(self, key="allocated_hotkeys", honoured_only=True):
-        """{miner hotkey: [validator run]} of other validators' lists (ours excluded)."""
-        holders = {}
-        for run in self.validators:
-            if run.own or (honoured_only and not run.honoured):
-                continue
-            for hotkey in getattr(run, key):
-                holders.setdefault(hotkey, []).append(run)
-        return holders
-
-    def report(self):
-        """The `wandb` part of a listing's result."""
-        return {"mode": self.settings.effective_wandb_mode, "read": self.error is None and
-                self.settings.effective_wandb_mode == "online", "error": self.error,
-                "validator_runs": len(self.validators), "miner_runs": len(self.miner_specs),
-                "skipped_runs": self.skipped}

@@ -127,7 +127,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._base impor
     run_module,
     settings_from,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._penalties import penalty_info
+from ansible_collections.neuralinternet.compute.plugins.module_utils._penalty_info import penalty_info
 
 
 def define_module():

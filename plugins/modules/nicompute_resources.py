@@ -206,9 +206,12 @@ ansible_facts:
   type: dict
   contains:
     nicompute_resources:
-      description: The same list as RV(resources).
-      type: list
-      elements: dict
+      description:
+        - The status of each listed miner by hotkey, for later tasks and plays on the host (the rows
+          themselves are in RV(resources)).
+        - Not the rows again - Ansible copies and walks a host's facts for every later task.
+      type: dict
+      sample: {5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX: available}
 """
 
 from ansible.module_utils.basic import AnsibleModule

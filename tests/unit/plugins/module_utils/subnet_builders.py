@@ -136,3 +136,15 @@ def subprocess_env(home):
 
 
 PYTHON = sys.executable
+
+# What a listing with W&B off must not import: the network stack, W&B, cryptography, and the collection's
+# client, store writes and W&B reader. Ansible compiles every module_utils a task imports at every run.
+HEAVY_IMPORTS = ("bittensor", "bittensor_wallet", "wandb", "cryptography", "aiohttp", "asyncio", "multiprocessing")
+HEAVY_MODULE_UTILS = ("_client", "_network", "_dendrite", "_crypto", "_allocation", "_store", "_requirements",
+                      "_wandb_read")
+# Appended to a probe script: prints which of them its listing imported, as JSON.
+HEAVY_PROBE = """
+package = "ansible_collections.neuralinternet.compute.plugins.module_utils."
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in %r or m in [package + name for name in %r])
+print(json.dumps(heavy))
+""" % (HEAVY_IMPORTS, HEAVY_MODULE_UTILS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import subprocess
 import time
 
 import pytest
@@ -23,18 +24,23 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._owner impo
 from ansible_collections.neuralinternet.compute.plugins.module_utils._penalties import (
     MAX_REASON,
     check_reason,
-    our_penalties,
     penalize,
-    penalty_info,
     penalty_targets,
+)
+from ansible_collections.neuralinternet.compute.plugins.module_utils._penalty_info import (
+    our_penalties,
+    penalty_info,
     published_penalties,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
-from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import SubnetRuns, validator_filters
+from ansible_collections.neuralinternet.compute.plugins.module_utils._subnet_runs import SubnetRuns
+from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import validator_filters
 
 from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.subnet_builders import (
     CREDENTIALS,
+    HEAVY_PROBE,
+    PYTHON,
     REGKEY,
     file_state,
     neuron,
@@ -42,6 +48,7 @@ from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.
     signed_run,
     snapshot_file,
     specs,
+    subprocess_env,
     table_names,
     upstream_database,
     write_wallet,
@@ -322,7 +329,9 @@ def other_runs(keys, hk):
 
 
 def judged(settings, keys, hk, monkeypatch):
-    # _wandb_read.fetch_runs replaced: W&B cannot run here; the runs are judged for real.
+    # _wandb_read.fetch_runs replaced: W&B cannot run here; the runs are judged for real. W&B is
+    # read only when on.
+    settings.wandb_mode, settings.wandb_api_key = "online", "k" * 40
     monkeypatch.setattr(_wandb_read, "fetch_runs",
                         lambda _settings, queries: (dict((label, other_runs(keys, hk)) for label, _f in queries), None))
     neurons = {hk["big"]: neuron(8, hk["big"], stake=5000.0), hk["small"]: neuron(9, hk["small"], stake=100.0),
@@ -383,3 +392,22 @@ def test_penalty_info_refuses_a_bad_stake_threshold(world):
     with pytest.raises(BadInput) as caught:
         penalty_info(world["settings"], min_validator_stake=float("nan"))
     assert caught.value.details["option"] == "min_validator_stake"
+
+
+IMPORT_PROBE = """
+import json, sys
+from ansible_collections.neuralinternet.compute.plugins.module_utils._penalty_info import penalty_info
+from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
+settings = Settings(db_path=sys.argv[1], metagraph_file=sys.argv[2], wandb_mode="disabled", wallet_path=sys.argv[3])
+print(json.dumps(len(penalty_info(settings)["penalties"])))
+""" + HEAVY_PROBE
+
+
+def test_penalty_info_imports_neither_the_client_nor_cryptography(world, hk):
+    settings = world["settings"]
+    penalize(settings, [hk["both"]], reason="probe")
+    done = subprocess.run([PYTHON, "-c", IMPORT_PROBE, settings.db_path, settings.metagraph_file, settings.wallet_path],
+                          env=subprocess_env(world["tmp"]), capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    listed, heavy = [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
+    assert listed == 1 and heavy == []

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
-    PRINTED_SIZES_GB,
-    DeviceRequirement,
-    printed_gb,
-    required_mib,
-)
+from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
+from ansible_collections.neuralinternet.compute.plugins.module_utils._specs import PRINTED_SIZES_GB, printed_gb, required_mib
 from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.gpu_models import GPU_MODELS
 
 GPUS = GPU_MODELS

@@ -16,7 +16,6 @@ import pytest
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _wandb_read
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput, NiComputeError
 from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import parse_specs, required_mib
 from ansible_collections.neuralinternet.compute.plugins.module_utils._resources import (
     STATUSES,
     MinerFacts,
@@ -27,11 +26,13 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._resources 
     summarize,
 )
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
+from ansible_collections.neuralinternet.compute.plugins.module_utils._specs import parse_specs, required_mib
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import Allocation, AllocationStore
 from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import ValidatorRun
 
 from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.subnet_builders import (
     CREDENTIALS,
+    HEAVY_PROBE,
     PYTHON,
     REGKEY,
     cpu_only_specs,
@@ -308,7 +309,9 @@ def test_database_listing_end_to_end(world):
     assert rows[hk["bad"]]["reason"] == "invalid specs: not JSON"
     assert rows[hk["h100"]]["score"] == 0.9 and rows[hk["h100"]]["incentive"] == 0.5
     assert rows[hk["cpu"]]["score"] is None
-    assert result["ansible_facts"] == {"nicompute_resources": result["resources"]}
+    # The fact is each row's status by hotkey, not the rows again (Ansible walks and copies every fact).
+    assert result["ansible_facts"] == {"nicompute_resources": dict((row["hotkey"], row["status"])
+                                                                   for row in result["resources"])}
     assert result["summary"]["by_status"] == {"allocated": 1, "penalized": 1, "offline": 2, "reserved": 0,
                                               "invalid": 2, "available": 3}
     assert result["wandb"] == {"mode": "disabled", "read": False, "error": None, "validator_runs": 0,
@@ -473,17 +476,15 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._settings i
 settings = Settings(db_path=sys.argv[1], metagraph_file=sys.argv[2], wandb_mode="disabled", wallet_path=sys.argv[3],
                     wallet_name="validator", wallet_hotkey="default")
 result = list_resources(settings)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("bittensor", "bittensor_wallet", "wandb"))
-print(json.dumps({"rows": len(result["resources"]), "statuses": [r["status"] for r in result["resources"]],
-                  "heavy": heavy}))
-"""
+print(json.dumps({"rows": len(result["resources"]), "statuses": [r["status"] for r in result["resources"]]}))
+""" + HEAVY_PROBE
 
 
-def test_a_database_listing_imports_neither_bittensor_nor_wandb(world):
+def test_a_database_listing_imports_neither_bittensor_nor_wandb_nor_the_client(world):
     settings = world["settings"]
     done = subprocess.run([PYTHON, "-c", IMPORT_PROBE, settings.db_path, settings.metagraph_file, settings.wallet_path],
                           env=subprocess_env(world["tmp"]), capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
-    assert probe["rows"] == 9 and "allocated" in probe["statuses"]
-    assert probe["heavy"] == []
+    listing, heavy = [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
+    assert listing["rows"] == 9 and "allocated" in listing["statuses"]
+    assert heavy == []

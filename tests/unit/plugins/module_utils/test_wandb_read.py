@@ -20,8 +20,8 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils import _wan
 from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import hotkey_address
 from ansible_collections.neuralinternet.compute.plugins.module_utils._network import verify_signature
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
+from ansible_collections.neuralinternet.compute.plugins.module_utils._subnet_runs import SubnetRuns
 from ansible_collections.neuralinternet.compute.plugins.module_utils._wandb_read import (
-    SubnetRuns,
     _plain_run,
     fetch_runs,
     judge_miner_runs,
@@ -223,6 +223,13 @@ def test_miner_runs_count_only_when_signed_registered_and_with_specs(keys):
 
 # -- SubnetRuns: what a listing sees --------------------------------------------------------
 
+def online(settings, timeout=1):
+    settings.wandb_mode = "online"
+    settings.wandb_api_key = "k" * 40
+    settings.wandb_timeout = timeout
+    return settings
+
+
 def metagraph(keys):
     return dict((keypair.ss58_address, neuron(uid, keypair.ss58_address, stake=stake))
                 for uid, (keypair, stake) in enumerate([(keys["big"], 5000.0), (keys["small"], 100.0),
@@ -253,7 +260,7 @@ def published(keys, monkeypatch):
 
 
 def test_holders_are_other_honoured_validators(keys, settings, published):
-    runs = SubnetRuns(settings, metagraph(keys), THRESHOLD, keys["own"].ss58_address, verify_signature).read()
+    runs = SubnetRuns(online(settings), metagraph(keys), THRESHOLD, keys["own"].ss58_address, verify_signature).read()
     holders = runs.holders()
     assert sorted(holders) == ["m-big", "m-both"]
     assert [run.validator for run in holders["m-both"]] == [keys["big"].ss58_address]
@@ -266,7 +273,7 @@ def test_holders_are_other_honoured_validators(keys, settings, published):
 
 
 def test_read_asks_upstreams_queries_and_counts_each_run_once(keys, settings, published):
-    runs = SubnetRuns(settings, metagraph(keys), THRESHOLD, keys["own"].ss58_address, verify_signature)
+    runs = SubnetRuns(online(settings), metagraph(keys), THRESHOLD, keys["own"].ss58_address, verify_signature)
     runs.read(miners=True)
     assert published == [[("allocated_hotkeys", validator_filters(27, "allocated_hotkeys")),
                           ("penalized_hotkeys", validator_filters(27, "penalized_hotkeys")),
@@ -277,12 +284,11 @@ def test_read_asks_upstreams_queries_and_counts_each_run_once(keys, settings, pu
     report = runs.report()
     assert report["validator_runs"] == 3 and report["miner_runs"] == 1
     assert sorted(item["run_id"] for item in report["skipped_runs"]) == ["frg00001", "mnr00002"]
-    # The settings say disabled: a report never claims W&B was read then.
-    assert report["mode"] == "disabled" and report["read"] is False and report["error"] is None
+    assert report["mode"] == "online" and report["read"] is True and report["error"] is None
 
 
 def test_read_of_one_list_asks_one_query(keys, settings, published):
-    SubnetRuns(settings, metagraph(keys), THRESHOLD, None, verify_signature).read(lists=("penalized_hotkeys",))
+    SubnetRuns(online(settings), metagraph(keys), THRESHOLD, None, verify_signature).read(lists=("penalized_hotkeys",))
     assert published == [[("penalized_hotkeys", validator_filters(27, "penalized_hotkeys"))]]
 
 
@@ -294,13 +300,6 @@ def test_nothing_is_read_when_wandb_is_off(keys, settings):
 
 
 # -- fetch_runs: the child and its deadline --------------------------------------------------
-
-def online(settings, timeout=1):
-    settings.wandb_mode = "online"
-    settings.wandb_api_key = "k" * 40
-    settings.wandb_timeout = timeout
-    return settings
-
 
 @pytest.mark.parametrize("mode", ["disabled", "offline"])
 def test_fetch_runs_reads_nothing_unless_online(settings, mode, monkeypatch):
