@@ -43,10 +43,11 @@ BITTENSOR = "import bittensor\n"
 def task_args(name, with_wandb=False):
     published = [("allocate, W&B on", "nicompute_allocate", {"name": name + "-w", "check_timeout": 2}),
                  ("deallocate, W&B on", "nicompute_deallocate", {"names": [name + "-w"], "timeout": 10})]
-    return (published if with_wandb else []) + [("allocate", "nicompute_allocate", {"name": name, "check_timeout": 2, "wandb_mode": "disabled"}),
-            ("allocation_info", "nicompute_allocation_info", {"check_status": True, "timeout": 2,
-                                                              "wandb_mode": "disabled"}),
-            ("deallocate", "nicompute_deallocate", {"names": [name], "wandb_mode": "disabled", "timeout": 10})]
+    quiet = [("allocate", "nicompute_allocate", {"name": name, "check_timeout": 2, "wandb_mode": "disabled"}),
+             ("allocation_info", "nicompute_allocation_info", {"check_status": True, "timeout": 2,
+                                                               "wandb_mode": "disabled"}),
+             ("deallocate", "nicompute_deallocate", {"names": [name], "wandb_mode": "disabled", "timeout": 10})]
+    return (published if with_wandb else []) + quiet
 
 
 def module_command(module, args_file, trace=False):

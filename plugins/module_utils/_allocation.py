@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _protocol
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked_float, checked_int
+from ansible_collections.neuralinternet.compute.plugins.module_utils._records import allocation_view, stripped_entries
 from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import (
     BadInput,
@@ -50,14 +51,6 @@ def checked_public_key(option, key):
         raise BadInput("%s must be one key on one line without quotes: miners write it with echo '<key>'" % option,
                        option=option)
     return key
-
-
-def stripped_entries(option, values, hint=""):
-    """The entries of a list option, stripped; BadInput naming the option when one is empty or not text."""
-    cleaned = [value.strip() if isinstance(value, str) else value for value in values or []]
-    if any(not isinstance(value, str) or not value for value in cleaned):
-        raise BadInput("%s has an empty entry (got %r)%s" % (option, values, hint), option=option)
-    return cleaned
 
 
 @dataclass
@@ -108,29 +101,6 @@ class AllocationRequest:
     def docker_requirement(self):
         return _protocol.docker_requirement(ssh_key=self.ssh_public_key, base_image=self.base_image,
                                             dockerfile=self.dockerfile)
-
-
-def allocation_view(record, return_password=False):
-    """What a module returns of an allocation record; the password only when asked for."""
-    details = record.details or {}
-    port = details.get("port", _protocol.DEFAULT_SSH_PORT)
-    username = details.get("username", "root")
-    view = {
-        "name": record.name,
-        "hotkey": record.hotkey,
-        "uid": record.uid,
-        "ip": details.get("ip", record.ip),
-        "port": port,
-        "username": username,
-        "resource": details.get("resource", record.resource),
-        "state": record.state,
-        "created_at": record.created_at,
-        "timeline": record.timeline,
-        "ssh_command": "ssh -p %s %s@%s" % (port, username, details.get("ip", record.ip)),
-    }
-    if return_password:
-        view["password"] = details.get("password")
-    return view
 
 
 def _mismatch(record, request, wanted):
@@ -242,8 +212,6 @@ def _allocate(client, request, requirement, check_mode):
                                                                       "uid": best["uid"],
                                                                       "resource": best["resource"]}})
         return drop_empty_warnings(result)
-    # wandb's import in the publishing child overlaps the availability check.
-    client.prepare_publication()
     for _round in range(PUBLICATION_ROUNDS):
         record, report = client.allocate(request.name, requirement, request.hotkey, request.timeline,
                                          request.docker_requirement(), request.check_timeout,

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
-    allocation_view,
-    stripped_entries,
-)
 from ansible_collections.neuralinternet.compute.plugins.module_utils._bounds import checked_float
-from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
 from ansible_collections.neuralinternet.compute.plugins.module_utils._errors import BadInput
 from ansible_collections.neuralinternet.compute.plugins.module_utils._protocol import status_request
-from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
+from ansible_collections.neuralinternet.compute.plugins.module_utils._records import allocation_view, stripped_entries
+from ansible_collections.neuralinternet.compute.plugins.module_utils._store_read import StoreReader
 
 # Records whose miner may still hold a box: asked with check_status.
 CHECKED_STATES = ("active", "unconfirmed", "releasing")
@@ -100,8 +96,11 @@ def allocation_info(settings, names=None, in_metagraph=False, check_status=False
             raise BadInput("%s must be true or false, got %r" % (option, value), option=option)
     timeout = checked_float("timeout", timeout)
     settings.validate()
-    client = ComputeClient(settings)
-    with AllocationStore(settings.db_path, reader=True) as store:
+    client = None
+    if in_metagraph or check_status:
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._client import ComputeClient
+        client = ComputeClient(settings)
+    with StoreReader(settings.db_path) as store:
         records = [r for r in store.allocations() if not names or r.name in names]
     absent = sorted(set(names) - set(record.name for record in records))
     neurons = client.neurons() if in_metagraph or check_status else None

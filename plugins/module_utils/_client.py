@@ -296,6 +296,11 @@ class ComputeClient:
         A miner that another run claimed meanwhile is skipped like a busy one and costs no attempt.
         """
         ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
+        if ranking.candidates:
+            # wandb's import in the publishing child overlaps the allocate request (a real miner
+            # builds for seconds). Not earlier: beside an availability check, on a controller
+            # running many allocations, the children's CPU would delay the miners' answers.
+            self.prepare_publication()
         report = {"attempts": []}
         # a_hotkey: the miner gets upstream's minimal requirement and gives what it has.
         device_requirement = (requirement or DeviceRequirement.from_options()).to_wire()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _protocol
 from ansible_collections.neuralinternet.compute.plugins.module_utils._allocation import (
-    allocation_view,
     checked_public_key,
     drop_empty_warnings,
     publish_and_warn,
@@ -31,6 +30,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     MinerRefused,
     Unreachable,
 )
+from ansible_collections.neuralinternet.compute.plugins.module_utils._records import allocation_view
 from ansible_collections.neuralinternet.compute.plugins.module_utils._ss58 import is_ss58_address
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import PUBLISHED_STATES
 

@@ -19,14 +19,8 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     MissingLibrary,
 )
 
-try:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+# Imported at first use (_require): a task that never touches a key does not pay for cryptography.
+hashes = serialization = padding = rsa = None
 
 KEY_SIZES = (2048, 3072, 4096)
 # Miners before v1.8.0 send no version.
@@ -34,8 +28,12 @@ CREDENTIAL_KEYS = ("username", "password", "port")
 
 
 def _require():
-    if not HAS_CRYPTOGRAPHY:
-        raise MissingLibrary("cryptography", CRYPTOGRAPHY_IMPORT_ERROR)
+    global hashes, serialization, padding, rsa
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError:
+        raise MissingLibrary("cryptography", traceback.format_exc())
 
 
 def _oaep():

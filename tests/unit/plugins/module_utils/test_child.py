@@ -188,9 +188,12 @@ def test_an_unused_prepared_call_is_ended_by_close_and_leaves_nothing(tmp_path, 
     before = set(_children())
     prepared = PreparedCall(prepare_marker, (str(tmp_path / "marker"),))
     assert set(_children()) - before
+    assert [entry for entry in os.listdir(str(tmp_path)) if entry.startswith("nicompute-child-")]
     prepared.close()
     assert set(_children()) - before == set()
-    assert sorted(os.listdir(str(tmp_path))) == ["marker"]
+    # Whether the child got to prepare before it was ended depends on the machine's load: only
+    # its scratch directory is certain, and it must be gone.
+    assert [entry for entry in os.listdir(str(tmp_path)) if entry.startswith("nicompute-child-")] == []
 
 
 def prepare_niceness(_unused):
