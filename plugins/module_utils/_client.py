@@ -295,6 +295,8 @@ class ComputeClient:
 
         A miner that another run claimed meanwhile is skipped like a busy one and costs no attempt.
         """
+        # The first allocation key is made while the miners are asked.
+        keys = _crypto.KeyPrefetch(key_bits)
         ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
         if ranking.candidates:
             # wandb's import in the publishing child overlaps the allocate request (a real miner
@@ -314,7 +316,7 @@ class ComputeClient:
             candidate = remaining.pop(0)
             try:
                 outcome = self._allocate_on(name, candidate, device_requirement, timeline, docker_req,
-                                            check_timeout, allocate_timeout, key_bits, request)
+                                            check_timeout, allocate_timeout, keys, request)
             except Claimed as claimed:
                 ranking.reject(candidate, "claimed by another allocation meanwhile: %s" % claimed.message)
                 continue
@@ -349,10 +351,10 @@ class ComputeClient:
                 "again" % (record.hotkey, record.name))
 
     def _allocate_on(self, name, candidate, device_requirement, timeline, docker_req, check_timeout, timeout,
-                     key_bits, request):
+                     keys, request):
         """One attempt; None when the miner turned busy since the availability check (nothing was sent)."""
         neuron = candidate.neuron
-        key = _crypto.AllocationKey(key_bits)
+        key = keys.take()
         public_pem = key.public_pem
         # Claimed before the request, atomically: a process killed from here on leaves evidence to
         # reconcile, and no other run asks this miner while the claim lives. The lease covers the

@@ -67,6 +67,39 @@ class AllocationKey:
         return decrypt_credentials(self.private_key, info)
 
 
+class KeyPrefetch:
+    """Allocation keys, the first made ahead in a thread: OpenSSL releases the GIL while it looks
+    for primes (50-150 ms for 2048 bits), so it is made while the task asks miners. Later keys
+    (a failover) are made when taken: nothing is made that no attempt uses."""
+
+    def __init__(self, bits=2048):
+        if bits not in KEY_SIZES:
+            raise BadInput("key size must be one of %s, got %s" % (", ".join(map(str, KEY_SIZES)), bits))
+        import threading
+
+        self.bits = bits
+        self._made = None
+        # Daemonic: a task that ends early does not wait for a key nobody takes.
+        self._thread = threading.Thread(target=self._make, name="allocation-key", daemon=True)
+        self._thread.start()
+
+    def _make(self):
+        try:
+            self._made = AllocationKey(self.bits)
+        except BaseException as exc:  # handed to the caller of take()
+            self._made = exc
+
+    def take(self):
+        """A new key; raises what making it raised."""
+        if self._thread is None:
+            return AllocationKey(self.bits)
+        self._thread.join()
+        self._thread, made = None, self._made
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+
 def generate_key_pair(bits=2048):
     """Return (private PKCS8 PEM, public SubjectPublicKeyInfo PEM) as text."""
     key = AllocationKey(bits)

@@ -144,3 +144,16 @@ def test_credentials_near_the_oaep_limit(pair):
     credentials = dict(CREDENTIALS, password="p" * (190 - len(json.dumps(dict(CREDENTIALS, password="")))))
     assert len(json.dumps(credentials)) == 190
     assert _crypto.decrypt_credentials(private_pem, _crypto.encrypt_credentials(public_pem, credentials)) == credentials
+
+
+def test_prefetched_keys_are_distinct_working_keys_made_ahead():
+    keys = _crypto.KeyPrefetch(2048)
+    first, second = keys.take(), keys.take()
+    assert first.public_pem != second.public_pem
+    info = _crypto.encrypt_credentials(second.public_pem, CREDENTIALS)
+    assert second.decrypt(info) == CREDENTIALS
+
+
+def test_a_prefetch_with_a_wrong_size_fails_at_once():
+    with pytest.raises(BadInput, match="key size must be one of"):
+        _crypto.KeyPrefetch(1024)
