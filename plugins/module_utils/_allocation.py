@@ -175,13 +175,8 @@ def allocate(settings, request, check_mode=False):
     requirement = request.validate()
     settings.validate()
     require_wandb_for_allocation(settings)
-    with ComputeClient(settings, check_mode=check_mode) as client:
-        return _allocate(client, request, requirement, check_mode)
-
-
-def _allocate(client, request, requirement, check_mode):
-    settings = client.settings
     wanted = request.identity(requirement)
+    client = ComputeClient(settings, check_mode=check_mode)
     client.check_caller(request.min_validator_stake)
     # Before any miner is contacted: a grant must never meet a database that cannot record it.
     client.store.require_writable()
@@ -270,12 +265,7 @@ def deallocate(settings, hotkeys, names, force=False, timeout=60.0, check_mode=F
         raise BadInput("force must be true or false, got %r" % (force,), option="force")
     timeout = checked_float("timeout", timeout)
     settings.validate()
-    with ComputeClient(settings, check_mode=check_mode) as client:
-        return _deallocate(client, hotkeys, names, force, timeout, check_mode)
-
-
-def _deallocate(client, hotkeys, names, force, timeout, check_mode):
-    settings = client.settings
+    client = ComputeClient(settings, check_mode=check_mode)
     client.store.require_writable()
     if not check_mode:
         # Every task unpublishes what is past its timeline.
@@ -290,9 +280,6 @@ def _deallocate(client, hotkeys, names, force, timeout, check_mode):
         result["deallocations"] = [{"hotkey": r.hotkey, "name": r.name, "result": "would release"}
                                    for r in records]
         return result
-    if records:
-        # wandb's import in the publishing child overlaps the releases.
-        client.prepare_publication()
     outcomes = [client.deallocate(record, timeout, force) for record in records]
     result["deallocations"] = outcomes
     kept = sorted(o["name"] or o["hotkey"] for o in outcomes if o["result"] in ("failed", "unpublished"))

@@ -17,8 +17,6 @@ import time
 
 # How often the parent looks whether the child is still there.
 POLL_S = 0.05
-# A child that prepares while the parent works yields the CPU to it.
-BACKGROUND_NICENESS = 10
 
 
 class ChildTimeout(Exception):
@@ -33,12 +31,8 @@ def _error(exc):
     return ("error", "%s: %s" % (type(exc).__name__, exc))
 
 
-def _serve(prepare, args, late, answers, scratch, background):
+def _serve(prepare, args, late, answers, scratch):
     """The child: prepare(*args) at once, then the call it returned with the late arguments."""
-    if background:
-        # Preparing beside the parent's own work (an availability check whose answers must come
-        # back within their timeout): the parent comes first for the CPU.
-        os.nice(BACKGROUND_NICENESS)
     # Libraries make temporary directories at import (wandb: two per process) and remove them at
     # exit, which a multiprocessing child skips: they go into scratch, which the parent removes.
     os.environ["TMPDIR"] = scratch
@@ -65,15 +59,13 @@ def _serve(prepare, args, late, answers, scratch, background):
 
 
 class PreparedCall:
-    """One call in a child forked now, so that slow preparation (imports, connections) overlaps the
-    parent's own work: prepare(*args) runs at once and returns the call, which runs when run() hands
-    over the late arguments (picklable). One call per child. A background child runs niced: it
-    prepares on CPU the parent does not need.
+    """One call in a child forked now: prepare(*args) runs at once (imports, connections) and returns
+    the call, which runs when run() hands over the late arguments (picklable). One call per child.
 
     fork: the child inherits what the parent holds (a signing key, settings); nothing secret is pickled.
     """
 
-    def __init__(self, prepare, args, background=False):
+    def __init__(self, prepare, args):
         # Loaded when a child is needed: tasks with W&B off never pay for it.
         import multiprocessing
 
@@ -83,7 +75,7 @@ class PreparedCall:
         self._scratch = tempfile.mkdtemp(prefix="nicompute-child-")
         # Daemonic: a task that ends without the call does not wait for the child at exit.
         self._child = context.Process(target=_serve, daemon=True,
-                                      args=(prepare, args, self._late, self._answers, self._scratch, background))
+                                      args=(prepare, args, self._late, self._answers, self._scratch))
         self._child.start()
 
     def run(self, late_args, timeout):

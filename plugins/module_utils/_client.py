@@ -83,7 +83,6 @@ class ComputeClient:
         self._neurons = None
         self._keypair = None
         self._query = None
-        self._publisher = None
 
     # -- lazily loaded parts: the database is opened only after the wallet and the metagraph
     # loaded, and bittensor is imported only when a miner must be contacted
@@ -149,27 +148,6 @@ class ComputeClient:
         return neuron
 
     # -- W&B
-    def _new_publisher(self):
-        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
-        return WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store)
-
-    def prepare_publication(self):
-        """Start the W&B child now, so that wandb's import overlaps the work before the publication."""
-        if self._publisher is None and not self.check_mode and self.settings.effective_wandb_mode != "disabled":
-            self._publisher = self._new_publisher()
-
-    def close(self):
-        """End what the client started and no longer needs (an unused W&B child)."""
-        if self._publisher is not None:
-            self._publisher.close()
-            self._publisher = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_exc):
-        self.close()
-
     def publish(self):
         """Publish the published states' hotkeys unless W&B already has exactly these lists.
 
@@ -182,8 +160,8 @@ class ComputeClient:
         last = self.store.last_publication() or {}
         if last.get("ok") and last.get("mode") == mode and all(last.get(key) == value for key, value in lists.items()):
             return dict(mode=mode, published=True, error=None, unchanged=True, run_id=last.get("run_id"), **lists)
-        publisher, self._publisher = self._publisher or self._new_publisher(), None
-        result = publisher.publish(lists)
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._sync import WandbPublisher
+        result = WandbPublisher(self.settings, self.keypair.ss58_address, self.keypair.sign, self.store).publish(lists)
         self.store.record_publication(dict(lists, mode=mode, ok=bool(result["published"]), error=result["error"],
                                            run_id=result.get("run_id"), at=time.time()))
         return result
@@ -298,11 +276,6 @@ class ComputeClient:
         # The first allocation key is made while the miners are asked.
         keys = _crypto.KeyPrefetch(key_bits)
         ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
-        if ranking.candidates:
-            # wandb's import in the publishing child overlaps the allocate request (a real miner
-            # builds for seconds). Not earlier: beside an availability check, on a controller
-            # running many allocations, the children's CPU would delay the miners' answers.
-            self.prepare_publication()
         report = {"attempts": []}
         # a_hotkey: the miner gets upstream's minimal requirement and gives what it has.
         device_requirement = (requirement or DeviceRequirement.from_options()).to_wire()

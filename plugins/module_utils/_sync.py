@@ -124,31 +124,17 @@ def _prepare_publication(settings, hotkey, sign, run_id):
 
 
 class WandbPublisher:
-    """Publishes to the run `validator-<hotkey>`; the run id is kept in upstream's wandb_runs table.
-
-    The child that publishes is forked when the publisher is made: wandb's import (about 0.5 s)
-    and the search for the run overlap the task's own work (an availability check waits on
-    miners), and the publication itself is one request after the grant. One publication per
-    publisher; close() ends an unused child.
-    """
+    """Publishes to the run `validator-<hotkey>`; the run id is kept in upstream's wandb_runs table."""
 
     def __init__(self, settings, hotkey, sign, store):
         self.settings = settings
         self.hotkey = hotkey
+        self.sign = sign
         self.store = store
-        self._run_id = store.wandb_run_id(hotkey) if self.mode != "disabled" else None
-        self._child = None
-        if self.mode != "disabled":
-            self._child = PreparedCall(_prepare_publication, (settings, hotkey, sign, self._run_id), background=True)
 
     @property
     def mode(self):
         return self.settings.effective_wandb_mode
-
-    def close(self):
-        if self._child is not None:
-            self._child.close()
-            self._child = None
 
     def publish(self, lists=None):
         """Publish the lists (default: the store's); returns a result dict, never raises."""
@@ -159,10 +145,8 @@ class WandbPublisher:
             lists = {"allocated_hotkeys": self.store.allocated_hotkeys(),
                      "penalized_hotkeys": sorted(self.store.penalized())}
         result.update(lists)
-        if self._child is None:
-            result["error"] = "this publisher already published; make another"
-            return result
-        child, self._child = self._child, None
+        child = PreparedCall(_prepare_publication, (self.settings, self.hotkey, self.sign,
+                                                    self.store.wandb_run_id(self.hotkey)))
         try:
             value = child.run((lists,), self.settings.wandb_timeout)
         except ChildTimeout:

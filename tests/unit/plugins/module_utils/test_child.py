@@ -194,19 +194,3 @@ def test_an_unused_prepared_call_is_ended_by_close_and_leaves_nothing(tmp_path, 
     # Whether the child got to prepare before it was ended depends on the machine's load: only
     # its scratch directory is certain, and it must be gone.
     assert [entry for entry in os.listdir(str(tmp_path)) if entry.startswith("nicompute-child-")] == []
-
-
-def prepare_niceness(_unused):
-    niceness = os.nice(0)
-    return lambda: niceness
-
-
-def test_a_background_child_yields_the_cpu_to_its_parent():
-    from ansible_collections.neuralinternet.compute.plugins.module_utils._child import (
-        BACKGROUND_NICENESS,
-        PreparedCall,
-    )
-
-    mine = os.nice(0)
-    assert PreparedCall(prepare_niceness, (None,), background=True).run((), 10) == mine + BACKGROUND_NICENESS
-    assert PreparedCall(prepare_niceness, (None,)).run((), 10) == mine
