@@ -21,7 +21,6 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     MinerRefused,
     NiComputeError,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import (
     MINERS_WANDB_ENTITY,
     MINERS_WANDB_PROJECT,
@@ -87,6 +86,8 @@ class AllocationRequest:
             if not is_ss58_address(self.hotkey):
                 raise BadInput("hotkey %r is not a valid ss58 address" % self.hotkey)
             return None
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
+
         return DeviceRequirement.from_options(**self.requirements)
 
     def identity(self, requirement):

@@ -19,13 +19,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._errors imp
     CryptoError,
     NotFound,
 )
-from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import neurons_by_hotkey
 from ansible_collections.neuralinternet.compute.plugins.module_utils._owner import Owner
-from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
-    DeviceRequirement,
-    gpu_summary,
-    parse_specs,
-)
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import PUBLISHED_STATES, AllocationStore
 
 # Added to a claim's lease beyond the requests it covers: database waits, key generation, a slow host.
@@ -108,6 +102,11 @@ class ComputeClient:
             if self._metagraph is not None:
                 self._neurons = dict((n.hotkey, n) for n in self._metagraph.neurons())
             else:
+                # Imported when first needed, as below: Ansible compiles every module_utils a task
+                # imports at every run, and a release by name needs neither the metagraph nor specs.
+                from ansible_collections.neuralinternet.compute.plugins.module_utils._metagraph import (
+                    neurons_by_hotkey,
+                )
                 self._neurons = neurons_by_hotkey(self.settings)
         return self._neurons
 
@@ -169,6 +168,12 @@ class ComputeClient:
     # -- ranking
     def rank(self, requirement=None, hotkey=None):
         """Every miner as a candidate or a rejection with its reason, best candidate first."""
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import (
+            DeviceRequirement,
+            gpu_summary,
+            parse_specs,
+        )
+
         ranking = Ranking()
         requirement = requirement or DeviceRequirement.from_options()
         specs_by_hotkey = self.store.miner_specs()
@@ -278,6 +283,8 @@ class ComputeClient:
         ranking = self.check_availability(self.rank(requirement, hotkey), check_timeout)
         report = {"attempts": []}
         # a_hotkey: the miner gets upstream's minimal requirement and gives what it has.
+        from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
+
         device_requirement = (requirement or DeviceRequirement.from_options()).to_wire()
         remaining, tried = list(ranking.candidates), []
         while remaining and len(report["attempts"]) < max_attempts:
