@@ -6,9 +6,11 @@ A timed task is named "KIND N" (N: its repetition); other names (a warm-up, a ch
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from localnet_cmd import REPO_ROOT
@@ -143,3 +145,23 @@ def timed_records(work_dir, kinds, repeat, run="timed"):
 def show_failure(completed):
     print("ansible-playbook exited %d; its output ends (lines cut at 300 characters):" % completed.returncode)
     print("\n".join(line[:300] for line in (completed.stdout + completed.stderr).splitlines()[-30:]))
+
+
+def measured_in_work_dir(prefix, keep, json_path, measure, show):
+    """measure(work_dir) in a temp dir of its own; show its figures, write them to json_path when
+    given, and remove the dir unless keep. The figures, or None when measuring failed."""
+    work_dir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        figures = measure(work_dir)
+        if figures is None:
+            return None
+        show(figures)
+    finally:
+        if keep:
+            print("kept %s" % work_dir)
+        else:
+            shutil.rmtree(work_dir)
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(figures, handle, indent=1, sort_keys=True)
+    return figures

@@ -30,16 +30,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 import yaml
 from _playbook_timing import (
     VENV_BIN,
     localhost_inventory,
+    measured_in_work_dir,
     require_venv,
     run_playbook,
     show_failure,
@@ -303,20 +302,10 @@ def main():
         parser.error("--repeat must be at least 2 and --miners at least 1")
     require_venv()
 
-    work_dir = tempfile.mkdtemp(prefix="nicompute-resources-bench-")
-    try:
-        figures = measure(work_dir, args.miners, args.repeat)
-        if figures is None:
-            return 1
-        show_figures(figures)
-    finally:
-        if args.keep:
-            print("kept %s" % work_dir)
-        else:
-            shutil.rmtree(work_dir)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(figures, handle, indent=1, sort_keys=True)
+    figures = measured_in_work_dir("nicompute-resources-bench-", args.keep, args.json,
+                                   lambda work_dir: measure(work_dir, args.miners, args.repeat), show_figures)
+    if figures is None:
+        return 1
     return 1 if args.require_ratio and figures["ratio"] > TARGET_RATIO else 0
 
 

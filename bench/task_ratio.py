@@ -45,13 +45,10 @@ no-network task is above 1.2x), 1 when something broke. About 1 minute on 2 core
 """
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,6 +57,7 @@ import ansible
 import yaml
 from _playbook_timing import (
     localhost_inventory,
+    measured_in_work_dir,
     require_venv,
     run_playbook,
     show_failure,
@@ -274,20 +272,10 @@ def main():
         parser.error("--localnet-env takes a localnet's STATE_DIR/env file")
     require_venv()
 
-    work_dir = tempfile.mkdtemp(prefix="nicompute-task-ratio-")
-    try:
-        figures = measure(work_dir, args)
-        if figures is None:
-            return 1
-        show_figures(figures)
-    finally:
-        if args.keep:
-            print("kept %s" % work_dir)
-        else:
-            shutil.rmtree(work_dir)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(figures, handle, indent=1, sort_keys=True)
+    figures = measured_in_work_dir("nicompute-task-ratio-", args.keep, args.json,
+                                   lambda work_dir: measure(work_dir, args), show_figures)
+    if figures is None:
+        return 1
     local_failed = [name for name, kind in figures["kinds"].items() if not kind["round_trips"] and not kind["passed"]]
     return 1 if args.require_ratio and local_failed else 0
 

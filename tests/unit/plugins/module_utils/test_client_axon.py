@@ -7,9 +7,7 @@
 
 import json
 import os
-import socket
 import sys
-import time
 import typing
 
 import pytest
@@ -20,6 +18,7 @@ from ansible_collections.neuralinternet.compute.plugins.module_utils._protocol i
 from ansible_collections.neuralinternet.compute.plugins.module_utils._requirements import DeviceRequirement
 from ansible_collections.neuralinternet.compute.plugins.module_utils._settings import Settings
 from ansible_collections.neuralinternet.compute.plugins.module_utils._store import AllocationStore
+from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.loopback import free_port, wait_listening
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 if REPO_ROOT not in sys.path:
@@ -69,7 +68,7 @@ class FakeChainMiner:
         allocate_class = _network.allocate_synapse_class()
         self.uid = uid
         self.ip = "127.0.0.%d" % (60 + uid)
-        self.port = _free_port(self.ip)
+        self.port = free_port(self.ip)
         self.fault = Fault()
         self.box = MemoryBox(uid)
         self.miner = Miner(uid, self.box, 86400.0, os.path.join(state_dir, "miner-%d.json" % uid))
@@ -95,22 +94,6 @@ class FakeChainMiner:
         self.axon.stop()
 
 
-def _free_port(ip):
-    with socket.socket() as probe:
-        probe.bind((ip, 0))
-        return probe.getsockname()[1]
-
-
-def _wait_listening(ip, port, deadline=10.0):
-    until = time.monotonic() + deadline
-    while time.monotonic() < until:
-        with socket.socket() as probe:
-            if probe.connect_ex((ip, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("axon %s:%d did not start" % (ip, port))
-
-
 @pytest.fixture(scope="module")
 def subnet(tmp_path_factory):
     bt = _network.bittensor()
@@ -126,7 +109,7 @@ def subnet(tmp_path_factory):
     for miner in miners:
         miner.start()
     for miner in miners:
-        _wait_listening(miner.ip, miner.port)
+        wait_listening(miner.ip, miner.port)
     neurons = [_metagraph.Neuron(0, made["operator"].hotkey.ss58_address, "ck", 2e4, 0.0, "0.0.0.0", 0, True)]
     neurons += [_metagraph.Neuron(m.uid, made["miner%d" % m.uid].hotkey.ss58_address, "ck", 100.0, 0.1 * m.uid,
                                   m.ip, m.port) for m in miners]

@@ -8,13 +8,13 @@
 
 import asyncio
 import json
-import socket
 import time
 import typing
 
 import pytest
 
 from ansible_collections.neuralinternet.compute.plugins.module_utils import _dendrite, _network, _protocol
+from ansible_collections.neuralinternet.compute.tests.unit.plugins.module_utils.loopback import free_port, wait_listening
 
 TIMEOUT = 3.0
 SLOW_TIMELINE = 998  # the test axon sleeps past the timeout
@@ -42,22 +42,6 @@ def upstream_allocate_class():
     return Allocate
 
 
-def _free_port(ip):
-    with socket.socket() as probe:
-        probe.bind((ip, 0))
-        return probe.getsockname()[1]
-
-
-def _wait_listening(ip, port, deadline=10.0):
-    until = time.monotonic() + deadline
-    while time.monotonic() < until:
-        with socket.socket() as probe:
-            if probe.connect_ex((ip, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("axon %s:%d did not start" % (ip, port))
-
-
 def _keypair():
     bt = _network.bittensor()
     return bt.Keypair.create_from_mnemonic(bt.Keypair.generate_mnemonic())
@@ -78,7 +62,7 @@ def axon(tmp_path_factory):
     miner_key = wallet.hotkey
     blocked = set()
     ip = "127.0.0.81"
-    port = _free_port(ip)
+    port = free_port(ip)
 
     async def forward(synapse: allocate_class) -> allocate_class:
         if synapse.timeline == FAILING_TIMELINE:
@@ -98,7 +82,7 @@ def axon(tmp_path_factory):
     server.attach(forward_fn=forward, blacklist_fn=blacklist)
     server.fast_config.host = ip
     server.start()
-    _wait_listening(ip, port)
+    wait_listening(ip, port)
     yield {"target": Target(ip, port, miner_key.ss58_address), "blocked": blocked, "class": allocate_class}
     server.stop()
 
@@ -292,7 +276,7 @@ def test_a_miner_slower_than_the_timeout_gets_408_from_both(axon):
 
 
 def test_a_closed_port_gets_503_from_both(axon):
-    target = Target("127.0.0.83", _free_port("127.0.0.83"), axon["target"].hotkey)
+    target = Target("127.0.0.83", free_port("127.0.0.83"), axon["target"].hotkey)
     reply = ours(target, _protocol.availability_request(1))
     reference = theirs(target, axon["class"], _protocol.availability_request(1))
     assert reply.status_code == int(reference.dendrite.status_code) == 503
